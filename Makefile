@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`. Both create the
+# virtualenv and install what they need on a fresh machine (Python 3.11).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# TF_WHEEL=gpu installs tensorflow[and-cuda] instead of tensorflow-cpu.
+TF_WHEEL ?= cpu
+DEMO_DIR ?= saved_models/demo_pets_fcn8s
+
+.PHONY: demo test lint format smoke bench clean install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev]"
+	touch $@
+
+install: $(VENV)/.installed-$(TF_WHEEL)
+
+demo: install
+	$(PY) examples/segmentation.py train --dataset pets \
+	    --data-dir sample_data/oxford_pets --model fcn8s \
+	    --image-size 128 --epochs 30 --output-dir $(DEMO_DIR)
+	$(PY) examples/segmentation.py evaluate --dataset pets \
+	    --data-dir sample_data/oxford_pets --image-size 128 \
+	    --saved-model $(DEMO_DIR)/serving/1
+
+test: install
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+smoke: install
+	$(PY) -m pytest tests/examples -q
+
+bench: install
+	$(PY) benchmarks/bench_segmentation.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
+	find saved_models -mindepth 1 -maxdepth 1 ! -name README.md \
+	    ! -name pets_fcn ! -name camvid_fcn -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Public API of this subpackage; see its modules."""
