@@ -42,8 +42,8 @@ def _symbolic_inputs(inputs):
     if isinstance(inputs, dict):
         return {
             name: keras.Input(
-                shape=np.shape(v)[1:], dtype=str(np.asarray(v).dtype),
-                name=name)
+                shape=np.shape(v)[1:], dtype=str(np.asarray(v).dtype), name=name
+            )
             for name, v in inputs.items()
         }
     v = np.asarray(inputs)
@@ -66,16 +66,19 @@ def check_config_round_trip(layer) -> None:
     json.dumps(config)  # must be JSON-serializable
     clone = layer.__class__.from_config(config)
     assert json.dumps(clone.get_config(), sort_keys=True) == json.dumps(
-        config, sort_keys=True)
+        config, sort_keys=True
+    )
     serialized = keras.saving.serialize_keras_object(layer)
     revived = keras.saving.deserialize_keras_object(serialized)
     assert type(revived) is type(layer)
     assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(
-        config, sort_keys=True)
+        config, sort_keys=True
+    )
 
 
-def build_wrapped_model(layer, inputs, call_kwargs=None,
-                        with_dense: bool = True) -> keras.Model:
+def build_wrapped_model(
+    layer, inputs, call_kwargs=None, with_dense: bool = True
+) -> keras.Model:
     """A functional model around `layer`, with a 1x1 `Dense` in front of each
     float input (so backprop runs through the layer) and only float outputs.
     """
@@ -96,7 +99,8 @@ def build_wrapped_model(layer, inputs, call_kwargs=None,
     if not float_outputs:
         raise ValueError("The layer has no float output to train through.")
     model_outputs = (
-        float_outputs[0] if len(float_outputs) == 1 else float_outputs)
+        float_outputs[0] if len(float_outputs) == 1 else float_outputs
+    )
     return keras.Model(sym, model_outputs)
 
 
@@ -108,8 +112,7 @@ def check_xla_fit(model: keras.Model, inputs, loss="mse") -> None:
     targets = [np.zeros(o.shape, "float32") for o in outputs]
     targets = targets[0] if len(targets) == 1 else targets
     batch = len(_flat_inputs(inputs)[0])
-    history = model.fit(inputs, targets, batch_size=batch, epochs=1,
-                        verbose=0)
+    history = model.fit(inputs, targets, batch_size=batch, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -129,7 +132,8 @@ def check_finite_gradients(layer, inputs, call_kwargs=None) -> None:
             if _is_float(o.dtype):
                 w = tf.cos(tf.cast(tf.range(tf.size(o)), o.dtype) + i)
                 loss += tf.reduce_sum(
-                    tf.cast(tf.reshape(o, [-1]) * w, "float32"))
+                    tf.cast(tf.reshape(o, [-1]) * w, "float32")
+                )
     grads = tape.gradient(loss, watched + list(layer.trainable_variables))
     for g in grads:
         assert g is not None, "a float input or weight got no gradient"
@@ -152,8 +156,9 @@ def check_keras_round_trip(model, inputs, tmp_path) -> keras.Model:
     restored = keras.saving.load_model(path, safe_mode=True)
     for a, b in zip(model.layers, restored.layers, strict=True):
         assert type(a) is type(b)
-    for a, b in zip(_as_list(model(inputs)), _as_list(restored(inputs)),
-                    strict=True):
+    for a, b in zip(
+        _as_list(model(inputs)), _as_list(restored(inputs)), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     return restored
 
@@ -185,8 +190,9 @@ def _output_index(key: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def check_mixed_precision(layer_cls, init_kwargs, inputs,
-                          call_kwargs=None) -> None:
+def check_mixed_precision(
+    layer_cls, init_kwargs, inputs, call_kwargs=None
+) -> None:
     """Under mixed_float16: float outputs float16, weights float32, integer
     outputs unchanged."""
     call_kwargs = call_kwargs or {}
@@ -203,14 +209,24 @@ def check_mixed_precision(layer_cls, init_kwargs, inputs,
         assert str(w.dtype) == "float32", (w.path, w.dtype)
 
 
-def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
-                     expected_output_shape,
-                     expected_num_trainable_weights,
-                     expected_num_non_trainable_weights=0,
-                     call_kwargs=None, reference_fn=None, atol=1e-5,
-                     run_mixed_precision=True, run_training=True,
-                     run_saved_model=True, bad_init_kwargs=(),
-                     bad_call_inputs=()) -> keras.layers.Layer:
+def run_layer_checks(
+    layer_cls,
+    init_kwargs,
+    inputs,
+    *,
+    tmp_path,
+    expected_output_shape,
+    expected_num_trainable_weights,
+    expected_num_non_trainable_weights=0,
+    call_kwargs=None,
+    reference_fn=None,
+    atol=1e-5,
+    run_mixed_precision=True,
+    run_training=True,
+    run_saved_model=True,
+    bad_init_kwargs=(),
+    bad_call_inputs=(),
+) -> keras.layers.Layer:
     """Runs every phase of the shared layer harness; returns the layer.
 
     Args:
@@ -237,7 +253,8 @@ def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
     expected = (
         [tuple(s) for s in expected_output_shape]
         if isinstance(expected_output_shape, list)
-        else [tuple(expected_output_shape)])
+        else [tuple(expected_output_shape)]
+    )
 
     # 1. Config round trip.
     layer = layer_cls(**init_kwargs)
@@ -257,7 +274,8 @@ def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
     if type(built).build is not keras.layers.Layer.build:
         assert len(built.trainable_weights) == expected_num_trainable_weights
         assert len(built.non_trainable_weights) == (
-            expected_num_non_trainable_weights)
+            expected_num_non_trainable_weights
+        )
     if len(expected) == 1:
         output_spec_shapes = [output_spec_shapes]
     assert [tuple(s) for s in output_spec_shapes] == expected
@@ -266,7 +284,8 @@ def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
     sym = _symbolic_inputs(inputs)
     sym_out = _as_list(_call(layer_cls(**init_kwargs), sym, call_kwargs))
     assert [tuple(o.shape) for o in sym_out] == [
-        _with_none_batch(s) for s in expected]
+        _with_none_batch(s) for s in expected
+    ]
 
     # 4. Eager call: shapes and dtypes.
     outputs = _as_list(_call(layer, inputs, call_kwargs))
@@ -277,14 +296,16 @@ def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
             assert str(o.dtype) == layer.compute_dtype
     assert len(layer.trainable_weights) == expected_num_trainable_weights
     assert len(layer.non_trainable_weights) == (
-        expected_num_non_trainable_weights)
+        expected_num_non_trainable_weights
+    )
 
     # 5. Reference numerics.
     if reference_fn is not None:
         ref = _as_list(reference_fn(layer, inputs))
         for o, r in zip(outputs, ref, strict=True):
-            np.testing.assert_allclose(np.asarray(o), np.asarray(r),
-                                       atol=atol, rtol=atol)
+            np.testing.assert_allclose(
+                np.asarray(o), np.asarray(r), atol=atol, rtol=atol
+            )
 
     # 6. Gradients.
     check_finite_gradients(layer, inputs, call_kwargs)
@@ -292,16 +313,18 @@ def run_layer_checks(layer_cls, init_kwargs, inputs, *, tmp_path,
     # 7. XLA training step through the layer.
     if run_training:
         check_xla_fit(
-            build_wrapped_model(layer_cls(**init_kwargs), inputs,
-                                call_kwargs), inputs)
+            build_wrapped_model(layer_cls(**init_kwargs), inputs, call_kwargs),
+            inputs,
+        )
 
     # 8. Mixed precision.
     if run_mixed_precision:
         check_mixed_precision(layer_cls, init_kwargs, inputs, call_kwargs)
 
     # 9-10. `.keras` and SavedModel round trips.
-    model = build_wrapped_model(layer_cls(**init_kwargs), inputs,
-                                call_kwargs, with_dense=False)
+    model = build_wrapped_model(
+        layer_cls(**init_kwargs), inputs, call_kwargs, with_dense=False
+    )
     check_keras_round_trip(model, inputs, tmp_path)
     if run_saved_model:
         check_saved_model(model, inputs, tmp_path)
@@ -326,17 +349,20 @@ def _input_from_spec(spec, name):
         shape, dtype = spec
     else:
         shape, dtype = spec, "float32"
-    return keras.Input(shape=tuple(shape)[1:], batch_size=shape[0],
-                       dtype=dtype, name=name)
+    return keras.Input(
+        shape=tuple(shape)[1:], batch_size=shape[0], dtype=dtype, name=name
+    )
 
 
-def run_model_checks(model: keras.Model, inputs, targets, *, tmp_path,
-                     loss) -> None:
+def run_model_checks(
+    model: keras.Model, inputs, targets, *, tmp_path, loss
+) -> None:
     """A model's harness: one XLA fit step, `.keras` exactness, SavedModel."""
     model.compile(optimizer="adam", loss=loss, jit_compile=True)
     assert model.jit_compile is True, "XLA was silently disabled"
-    history = model.fit(inputs, targets, batch_size=len(targets), epochs=1,
-                        verbose=0)
+    history = model.fit(
+        inputs, targets, batch_size=len(targets), epochs=1, verbose=0
+    )
     assert np.isfinite(history.history["loss"][0])
     check_keras_round_trip(model, inputs, tmp_path)
     check_saved_model(model, inputs, tmp_path, atol=1e-5)

@@ -63,9 +63,10 @@ def check_static_dims(x, dims: dict, name: str) -> tuple:
     return shape
 
 
-def check_divisible(x, axes: Sequence[int], divisor: Sequence[int],
-                    name: str) -> tuple:
-    """Checks that each known static size of `axes` is divisible by `divisor`."""
+def check_divisible(
+    x, axes: Sequence[int], divisor: Sequence[int], name: str
+) -> tuple:
+    """Checks that each known static size of `axes` divides by `divisor`."""
     shape = static_shape(x)
     for axis, d in zip(axes, divisor, strict=True):
         actual = shape[axis]

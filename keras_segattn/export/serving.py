@@ -1,0 +1,178 @@
+"""SavedModel export with TF-Serving signatures.
+
+The serving functions take raw uint8 images, preprocess in the graph and
+return a dict of named outputs, after the serving modules of the TF Model
+Garden (tensorflow/models: official/vision/serving/export_base.py,
+semantic_segmentation.py). They are traced without `jit_compile`, so a
+TF Serving build without XLA runs them, whatever the model was trained with.
+The archive is written to `export_dir/<version>/`, the numbered layout that TF
+Serving's model server loads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+SERVING_KEY = "serving_default"
+
+
+def _check_version(version) -> int:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or (version < 1)
+    ):
+        raise ValueError(
+            "Invalid value for argument `version`. Expected a strictly "
+            f"positive integer (TF Serving's version directory). "
+            f"Received: version={version!r}."
+        )
+    return version
+
+
+def _check_size(size, name):
+    if size is None:
+        return None
+    if isinstance(size, int):
+        size = (size, size)
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, int) and s > 0 for s in size)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected None or a pair "
+            f"of strictly positive ints (height, width). "
+            f"Received: {name}={size!r}."
+        )
+    return (int(size[0]), int(size[1]))
+
+
+def make_segmentation_serving_fn(
+    model: keras.Model,
+    *,
+    label_offset: int = 0,
+    inference_size: Sequence[int] | None = None,
+):
+    """Returns `fn(images) -> {"masks", "probabilities"}` for serving.
+
+    Args:
+        model: a Keras model mapping float images [B, H, W, 3] in 0..255 to
+            per-pixel class probabilities [B, H, W, num_classes].
+        label_offset: int added to the argmax, so that `masks` use the
+            dataset's own numbering (Oxford pets trimaps: 1).
+        inference_size: optional (height, width). The images are resized
+            (bilinear) to it before the model and the probabilities resized
+            back to each input's size, so any input size gives the scale the
+            model was trained at.
+
+    Returns:
+        A callable taking uint8 images [B, H, W, 3] and returning
+        `masks` int32 [B, H, W] and `probabilities` float32
+        [B, H, W, num_classes].
+    """
+    inference_size = _check_size(inference_size, "inference_size")
+    offset = int(label_offset)
+    num_classes = model.outputs[0].shape[-1]
+
+    def predict(images):
+        size = tf.shape(images)[1:3]
+        x = tf.cast(images, tf.float32)
+        if inference_size is not None:
+            x = tf.image.resize(x, inference_size, method="bilinear")
+        probabilities = tf.cast(model(x, training=False), tf.float32)
+        if inference_size is not None:
+            probabilities = tf.image.resize(
+                probabilities, size, method="bilinear"
+            )
+        return probabilities
+
+    def serve(images):
+        # A signature checks the dtype of a request but not its shape: check
+        # rank and channels here, so a bad request gets an error naming
+        # `images` instead of reaching (and aborting in) a kernel.
+        images = tf.ensure_shape(images, [None, None, None, 3], name="images")
+        # Convolution kernels reject an empty batch; answer it with empty
+        # outputs of the right shape instead of an error.
+        shape = tf.shape(images)
+        probabilities = tf.cond(
+            shape[0] > 0,
+            lambda: predict(images),
+            lambda: tf.zeros(tf.concat([shape[:3], [num_classes]], 0)),
+        )
+        probabilities = tf.ensure_shape(
+            probabilities, [None, None, None, num_classes]
+        )
+        masks = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"masks": masks + offset, "probabilities": probabilities}
+
+    return serve
+
+
+def export_for_serving(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    *,
+    version: int = 1,
+    task: str = "segmentation",
+    label_offset: int = 0,
+    inference_size: Sequence[int] | None = None,
+) -> str:
+    """Exports `model` as a SavedModel that TF Serving can load.
+
+    The `serving_default` signature takes `images`: uint8 [batch, height,
+    width, 3] of any size, and for `task="segmentation"` returns `masks`
+    (int32 [batch, height, width], class ids plus `label_offset`) and
+    `probabilities` (float32 [batch, height, width, num_classes]).
+
+    Args:
+        model: the Keras model (float images 0..255 in, probabilities out).
+        export_dir: base directory; the SavedModel goes to
+            `export_dir/<version>/`.
+        version: TF Serving version number (int >= 1).
+        task: "segmentation" (the only task so far).
+        label_offset: added to class ids in `masks`.
+        inference_size: optional (height, width) the images are resized to.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ValueError: for an unknown task, a bad version or inference size, or a
+            model whose input is not [B, H, W, 3].
+    """
+    version = _check_version(version)
+    if task != "segmentation":
+        raise ValueError(
+            "Invalid value for argument `task`. Expected one of "
+            f"['segmentation']. Received: task={task!r}."
+        )
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 4 or input_shape[-1] != 3:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a model taking "
+            "images [batch, height, width, 3]. Received: a model with input "
+            f"shape {input_shape}."
+        )
+    fixed = input_shape[1:3]
+    if inference_size is None and None not in fixed:
+        inference_size = fixed  # a fixed-size model: resize into it
+    serve = make_segmentation_serving_fn(
+        model, label_offset=label_offset, inference_size=inference_size
+    )
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SERVING_KEY,
+        serve,
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        ],
+    )
+    path = os.path.join(os.fspath(export_dir), str(version))
+    archive.write_out(path, verbose=False)
+    return path

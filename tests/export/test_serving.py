@@ -1,0 +1,194 @@
+import json
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.export import export_for_serving
+
+
+def _tiny_segmenter(num_classes=3, image_shape=(None, None, 3)):
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Rescaling(1 / 255)(images)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(num_classes, 1)(x)
+    probs = keras.layers.Softmax(dtype="float32", name="mask_probs")(x)
+    return keras.Model(images, probs)
+
+
+def _images(batch=2, height=12, width=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = _tiny_segmenter()
+    path = export_for_serving(
+        model, tmp_path_factory.mktemp("export"), version=3, label_offset=1
+    )
+    return model, path
+
+
+def test_layout_and_outputs(exported):
+    model, path = exported
+    assert path.endswith("/3")
+    reloaded = tf.saved_model.load(path)
+    images = _images()
+    out = reloaded.signatures["serving_default"](images=tf.constant(images))
+    assert sorted(out) == ["masks", "probabilities"]
+    assert out["masks"].dtype == tf.int32
+    assert out["masks"].shape == (2, 12, 10)
+    assert out["probabilities"].shape == (2, 12, 10, 3)
+    expected = np.asarray(model(images.astype("float32")))
+    np.testing.assert_allclose(
+        out["probabilities"].numpy(), expected, atol=1e-6
+    )
+    np.testing.assert_array_equal(out["masks"].numpy(), expected.argmax(-1) + 1)
+
+
+def test_reload_in_fresh_process_matches(exported, tmp_path):
+    model, path = exported
+    images = _images(seed=3)
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = np.load(sys.argv[2])\n"
+        "out = m.signatures['serving_default'](images=tf.constant(x))\n"
+        "np.save(sys.argv[3], out['probabilities'].numpy())\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            path,
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "probs.npy"),
+        ],
+        check=True,
+    )
+    served = np.load(tmp_path / "probs.npy")
+    np.testing.assert_allclose(
+        served, model(images.astype("float32")), atol=1e-5
+    )
+
+
+def test_v1_loader_runs_signature_by_tensor_names(exported):
+    _, path = exported
+    images = _images(batch=1)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        signature = meta.signature_def["serving_default"]
+        assert signature.inputs["images"].dtype == tf.uint8.as_datatype_enum
+        fetches = {k: v.name for k, v in signature.outputs.items()}
+        result = sess.run(fetches, {signature.inputs["images"].name: images})
+    assert result["masks"].shape == (1, 12, 10)
+    assert result["masks"].dtype == np.int32
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    _, path = exported
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    shown = subprocess.run(
+        cli + ["show", "--all", "--dir", path],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "serving_default" in shown
+    assert re.search(r"inputs\['images'\].*\n\s*dtype: DT_UINT8", shown)
+    assert re.search(r"outputs\['masks'\].*\n\s*dtype: DT_INT32", shown)
+    np.save(tmp_path / "x.npy", _images(batch=1))
+    ran = subprocess.run(
+        cli
+        + [
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={tmp_path / 'x.npy'}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "masks" in ran
+
+
+def test_empty_batch_returns_empty_outputs(exported):
+    _, path = exported
+    reloaded = tf.saved_model.load(path)
+    out = reloaded.signatures["serving_default"](
+        images=tf.zeros((0, 8, 8, 3), tf.uint8)
+    )
+    assert out["masks"].shape == (0, 8, 8)
+    assert out["probabilities"].shape == (0, 8, 8, 3)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        tf.zeros((1, 8, 8, 3), tf.float32),
+        tf.zeros((8, 8, 3), tf.uint8),
+        tf.zeros((1, 8, 8, 4), tf.uint8),
+    ],
+    ids=["float", "rank3", "four_channels"],
+)
+def test_bad_requests_fail_clearly(exported, bad):
+    _, path = exported
+    reloaded = tf.saved_model.load(path)
+    with pytest.raises(
+        (TypeError, ValueError, tf.errors.InvalidArgumentError),
+        match="images|shape|dtype|uint8|incompatible",
+    ):
+        reloaded.signatures["serving_default"](images=bad)
+
+
+def test_inference_size_resizes_and_restores(tmp_path):
+    model = _tiny_segmenter()
+    path = export_for_serving(model, tmp_path, inference_size=(8, 8))
+    out = tf.saved_model.load(path).signatures["serving_default"](
+        images=tf.constant(_images(height=20, width=14))
+    )
+    assert out["masks"].shape == (2, 20, 14)
+    np.testing.assert_allclose(
+        out["probabilities"].numpy().sum(-1), 1.0, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"version": 0}, "Received: version=0"),
+        ({"task": "detection"}, "Received: task='detection'"),
+        ({"inference_size": (0, 4)}, r"Received: inference_size=\(0, 4\)"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        export_for_serving(_tiny_segmenter(), tmp_path, **kwargs)
+
+
+def test_model_with_wrong_input_is_rejected(tmp_path):
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match=re.escape("input shape (None, 5)")):
+        export_for_serving(model, tmp_path)
+
+
+def test_signature_json_safe(exported):
+    # The signature's structured outputs are plain names, as TF Serving shows.
+    _, path = exported
+    reloaded = tf.saved_model.load(path)
+    outputs = reloaded.signatures["serving_default"].structured_outputs
+    assert json.dumps(sorted(outputs)) == '["masks", "probabilities"]'
