@@ -1,1 +1,6 @@
 """Public API of this subpackage; see its modules."""
+
+from keras_segattn.layers.max_pooling_with_argmax2d import (
+    MaxPoolingWithArgmax2D,
+)
+from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D

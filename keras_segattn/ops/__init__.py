@@ -1,3 +1,8 @@
 """Pure tensor functions (`torchvision.ops` style), one public op per file."""
 
 from keras_segattn.ops import validation
+from keras_segattn.ops.bilinear_upsampling_kernel import (
+    bilinear_upsampling_kernel,
+)
+from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
+from keras_segattn.ops.max_unpool import max_unpool

@@ -124,6 +124,7 @@ def standardize_size(value, name: str) -> tuple[int, int]:
 
     Accepts lists too, since JSON configs turn tuples into lists.
     """
+    received = value
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (
@@ -137,6 +138,30 @@ def standardize_size(value, name: str) -> tuple[int, int]:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a strictly "
             f"positive int or a pair of them (height, width). "
-            f"Received: {name}={value!r}."
+            f"Received: {name}={received!r}."
         )
     return (int(value[0]), int(value[1]))
+
+
+def check_same_static_shape(x, y, x_name: str, y_name: str) -> tuple:
+    """Checks that the known static dims of `x` and `y` agree.
+
+    Unknown dims (None) on either side are not compared. Returns the shape
+    tuple of `x`.
+
+    Raises:
+        ValueError: if the ranks differ or a pair of known dims differs.
+    """
+    x_shape, y_shape = static_shape(x), static_shape(y)
+    if x_shape is None or y_shape is None:
+        return x_shape
+    if len(x_shape) != len(y_shape) or any(
+        a is not None and b is not None and a != b
+        for a, b in zip(x_shape, y_shape, strict=False)
+    ):
+        raise ValueError(
+            f"Invalid shape for argument `{y_name}`. Expected the same shape "
+            f"as `{x_name}`. Received: {x_name}.shape={x_shape} and "
+            f"{y_name}.shape={y_shape}."
+        )
+    return x_shape

@@ -1,0 +1,92 @@
+"""`MaxPoolingWithArgmax2D`: max pooling that also returns its switches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from keras_segattn.ops import validation
+from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
+
+
+@keras.saving.register_keras_serializable(package="keras_segattn")
+class MaxPoolingWithArgmax2D(keras.layers.Layer):
+    """Non-overlapping 2D max pooling that also returns the argmax switches.
+
+    The encoder pooling of DeconvNet (Noh et al., 2015) and SegNet
+    (Badrinarayanan et al., 2017): besides the pooled features it returns,
+    for each output element, the position of the maximum inside its window,
+    which `MaxUnpooling2D` uses to place values back. A thin wrapper over
+    `keras_segattn.ops.max_pool_with_argmax`; compiles under XLA (unlike
+    `tf.nn.max_pool_with_argmax`).
+
+    Indices are local to each window (`0 .. kh * kw - 1`, row-major, i.e.
+    `row * kw + column`), int32; ties go to the first element in row-major
+    order, which also receives the whole gradient.
+
+    Args:
+        pool_size: int or (kh, kw). Window size and stride.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: float tensor [B, H, W, C]; H and W divisible by the pool
+            size.
+
+    Returns:
+        Tuple `(pooled, indices)`: `pooled` [B, H / kh, W / kw, C] in
+        `compute_dtype` and `indices` int32 [B, H / kh, W / kw, C].
+
+    Raises:
+        ValueError: in `__init__` if `pool_size` is not a strictly positive
+            int or pair; when called, if the input is not rank 4 or a known
+            H or W is not divisible by the pool size.
+        TypeError: when called on a non-floating input.
+
+    Example:
+
+    >>> images = keras.Input((32, 32, 3))
+    >>> features = keras.layers.Conv2D(8, 3, padding="same")(images)
+    >>> pooled, indices = MaxPoolingWithArgmax2D(2)(features)
+    >>> restored = MaxUnpooling2D(2)(pooled, indices)
+
+    Reference:
+        - [Noh et al., "Learning Deconvolution Network for Semantic
+          Segmentation", ICCV 2015](https://arxiv.org/abs/1505.04366)
+        - [Badrinarayanan et al., "SegNet: A Deep Convolutional
+          Encoder-Decoder Architecture for Image Segmentation", TPAMI 2017](
+          https://arxiv.org/abs/1511.00561)
+    """
+
+    def __init__(self, pool_size: int | Sequence[int] = (2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = validation.standardize_size(pool_size, "pool_size")
+
+    def call(self, inputs):
+        return max_pool_with_argmax(inputs, self.pool_size)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = validation.check_rank(input_shape, 4, "inputs")
+        validation.check_divisible(
+            input_shape, (1, 2), self.pool_size, "inputs"
+        )
+        batch, height, width, channels = input_shape
+        kh, kw = self.pool_size
+        shape = (
+            batch,
+            None if height is None else height // kh,
+            None if width is None else width // kw,
+            channels,
+        )
+        return shape, shape
+
+    def compute_output_spec(self, inputs):
+        validation.check_floating(inputs.dtype, "inputs")
+        pooled_shape, indices_shape = self.compute_output_shape(inputs.shape)
+        return (
+            keras.KerasTensor(pooled_shape, dtype=self.compute_dtype),
+            keras.KerasTensor(indices_shape, dtype="int32"),
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pool_size": self.pool_size}

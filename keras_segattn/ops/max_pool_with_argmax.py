@@ -1,0 +1,101 @@
+"""Max pooling that also returns the DeconvNet/SegNet switches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from keras import ops
+
+from keras_segattn.ops import validation
+
+Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+
+
+def _dims(x) -> list:
+    """Each dimension of `x` as a static int, or a scalar tensor if unknown."""
+    dynamic = ops.shape(x)
+    return [
+        static if static is not None else dynamic[axis]
+        for axis, static in enumerate(x.shape)
+    ]
+
+
+def max_pool_with_argmax(
+    inputs: Tensor, pool_size: int | Sequence[int] = (2, 2)
+) -> tuple[Tensor, Tensor]:
+    """Non-overlapping max pooling that also returns where each max was.
+
+    Implements the pooling "switches" of DeconvNet (Noh et al., 2015) and
+    SegNet (Badrinarayanan et al., 2017): for every window of `pool_size`
+    (stride = pool size, no padding) it returns the maximum and its
+    position inside the window, which `max_unpool` uses to put the value
+    back. Unlike `tf.nn.max_pool_with_argmax`, which has no XLA kernel and
+    returns flat indices into the whole input, the indices here are local
+    to each window (`0 .. kh * kw - 1`, row-major), and the op is built
+    from reshapes and reductions in `keras.ops`, so it compiles under XLA
+    and accepts unknown batch, height and width.
+
+    Ties go to the first element of the window in row-major order (as
+    `numpy.argmax`), on every device: the index is the smallest position
+    whose value equals the window maximum. The gradient of `pooled` flows
+    to that element only, so tied values never split it. NaN inputs give
+    unspecified results.
+
+    Args:
+        inputs: float tensor [B, H, W, C]; H and W divisible by the pool
+            size.
+        pool_size: int or (kh, kw). Window size and stride.
+
+    Returns:
+        Tuple `(pooled, indices)`:
+        - `pooled`: tensor [B, H / kh, W / kw, C] of `inputs`' dtype.
+        - `indices`: int32 tensor [B, H / kh, W / kw, C], the row-major
+          position `row * kw + column` of the maximum inside its window.
+
+    Raises:
+        ValueError: if `pool_size` is not a strictly positive int or pair,
+            `inputs` is not rank 4, or a known H or W is not divisible by
+            the pool size.
+        TypeError: if `inputs` is not floating.
+
+    Example:
+
+    >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> pooled, indices = max_pool_with_argmax(x, pool_size=2)
+    >>> np.asarray(indices)[0, :, :, 0]
+    array([[3, 3],
+           [3, 3]], dtype=int32)
+
+    Reference:
+        - [Noh et al., "Learning Deconvolution Network for Semantic
+          Segmentation", ICCV 2015](https://arxiv.org/abs/1505.04366)
+        - [Badrinarayanan et al., "SegNet: A Deep Convolutional
+          Encoder-Decoder Architecture for Image Segmentation", TPAMI 2017](
+          https://arxiv.org/abs/1511.00561)
+    """
+    kh, kw = validation.standardize_size(pool_size, "pool_size")
+    inputs = ops.convert_to_tensor(inputs)
+    validation.check_rank(inputs, 4, "inputs")
+    validation.check_floating(inputs.dtype, "inputs")
+    validation.check_divisible(inputs, (1, 2), (kh, kw), "inputs")
+    window = kh * kw
+
+    _, height, width, channels = _dims(inputs)
+    out_h, out_w = height // kh, width // kw
+    # [B, H, W, C] -> [B, H/kh, kh, W/kw, kw, C] -> [B, H/kh, W/kw, kh*kw, C].
+    x = ops.reshape(inputs, [-1, out_h, kh, out_w, kw, channels])
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    x = ops.reshape(x, [-1, out_h, out_w, window, channels])
+
+    # First position attaining the maximum: deterministic ties (`argmax`
+    # does not guarantee which tied index it returns on every device).
+    is_max = ops.equal(x, ops.max(x, axis=3, keepdims=True))
+    positions = ops.reshape(ops.arange(window, dtype="int32"), (window, 1))
+    indices = ops.min(ops.where(is_max, positions, window), axis=3)
+    indices = ops.minimum(indices, window - 1)  # only reached with NaN
+
+    # Select (not `max`) so the gradient goes to the recorded element only.
+    selected = ops.equal(ops.expand_dims(indices, 3), positions)
+    pooled = ops.sum(ops.where(selected, x, ops.zeros_like(x)), axis=3)
+    return pooled, ops.cast(indices, "int32")
