@@ -1,1 +1,24 @@
-"""Public API of this subpackage; see its modules."""
+"""`tf.data` pipelines for segmentation: folders, TFDS and synthetic data.
+
+Every loader yields `(images, masks)`: images float32 [B, H, W, 3] in 0..255
+and masks int32 [B, H, W] of class ids.
+"""
+
+from keras_segattn.data.camvid import CAMVID_CLASS_NAMES
+from keras_segattn.data.camvid import CAMVID_NUM_CLASSES
+from keras_segattn.data.camvid import CAMVID_PALETTE
+from keras_segattn.data.camvid import CAMVID_VOID_LABEL
+from keras_segattn.data.camvid import load_camvid
+from keras_segattn.data.oxford_pets import PETS_CLASS_NAMES
+from keras_segattn.data.oxford_pets import PETS_LABEL_MAP
+from keras_segattn.data.oxford_pets import PETS_LABEL_OFFSET
+from keras_segattn.data.oxford_pets import PETS_NUM_CLASSES
+from keras_segattn.data.oxford_pets import list_oxford_pets
+from keras_segattn.data.oxford_pets import load_oxford_pets
+from keras_segattn.data.oxford_pets import load_tfds_oxford_pets
+from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
+from keras_segattn.data.segmentation import MASK_EXTENSIONS
+from keras_segattn.data.segmentation import load_segmentation_directory
+from keras_segattn.data.segmentation import make_synthetic_segmentation
+from keras_segattn.data.segmentation import make_synthetic_segmentation_arrays
+from keras_segattn.data.segmentation import prepare_segmentation_dataset
