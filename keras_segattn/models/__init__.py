@@ -1,1 +1,15 @@
 """Public API of this subpackage; see its modules."""
+
+from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
+from keras_segattn.models.backbones import build_vgg_small_backbone
+from keras_segattn.models.backbones import get_backbone
+from keras_segattn.models.blocks import apply_bilinear_upsampling
+from keras_segattn.models.blocks import apply_conv_block
+from keras_segattn.models.blocks import apply_fcn_decoder
+from keras_segattn.models.blocks import apply_upsample_block
+from keras_segattn.models.deconvnet import DeconvNet
+from keras_segattn.models.deconvnet import SegNet
+from keras_segattn.models.fcn import FCN
+from keras_segattn.models.fcn import build_fcn_segmenter
+from keras_segattn.models.presets import SEGMENTATION_PRESETS
+from keras_segattn.models.presets import build_segmentation_model

@@ -165,3 +165,179 @@ def check_same_static_shape(x, y, x_name: str, y_name: str) -> tuple:
             f"{y_name}.shape={y_shape}."
         )
     return x_shape
+
+
+def standardize_offset(value, name: str) -> tuple[int, int]:
+    """Normalises an int or a pair to a `(y, x)` tuple of ints >= 0.
+
+    Like `standardize_size` but zero is allowed (a crop offset). Accepts
+    lists too, since JSON configs turn tuples into lists.
+    """
+    received = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for v in value
+        )
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a non-negative "
+            f"int or a pair of them (y, x). Received: {name}={received!r}."
+        )
+    return (int(value[0]), int(value[1]))
+
+
+def check_roi_boxes(boxes, name: str = "boxes") -> bool:
+    """Checks the static shape of RoI boxes; returns True for the flat form.
+
+    The batched form is [B, N, 4] of (x1, y1, x2, y2); the flat form is
+    [K, 5] of (batch index, x1, y1, x2, y2), torchvision's `Tensor[K, 5]`
+    (torchvision/ops/_utils.py, `check_roi_boxes_shape`).
+
+    Raises:
+        ValueError: if the rank is unknown or not 2 or 3, or the last
+            dimension is not 5 (rank 2) or 4 (rank 3).
+    """
+    shape = static_shape(boxes)
+    expected = (
+        "Expected batched boxes [B, N, 4] of (x1, y1, x2, y2) or the flat "
+        "form [K, 5] of (batch index, x1, y1, x2, y2)."
+    )
+    if shape is None or len(shape) not in (2, 3):
+        raise ValueError(
+            f"Invalid rank for argument `{name}`. {expected} "
+            f"Received: {name}.shape={shape}."
+        )
+    last = 5 if len(shape) == 2 else 4
+    if shape[-1] != last:
+        raise ValueError(
+            f"Invalid shape for argument `{name}`. {expected} "
+            f"Received: {name}.shape={shape}."
+        )
+    return len(shape) == 2
+
+
+def check_roi_batch_sizes(
+    features, boxes, features_name: str = "features", boxes_name: str = "boxes"
+) -> None:
+    """Checks that batched [B, N, 4] boxes and features agree on a known B."""
+    f_shape, b_shape = static_shape(features), static_shape(boxes)
+    if f_shape is None or b_shape is None or len(b_shape) != 3:
+        return
+    if f_shape[0] is not None and b_shape[0] is not None:
+        if f_shape[0] != b_shape[0]:
+            raise ValueError(
+                f"Mismatched batch sizes: `{features_name}` and "
+                f"`{boxes_name}` must have the same batch size B. Received: "
+                f"{features_name}.shape={f_shape} and "
+                f"{boxes_name}.shape={b_shape}."
+            )
+
+
+def check_positive_float(value, name: str) -> float:
+    """Returns `float(value)` or raises `ValueError` unless finite and > 0."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value_f = float(value)
+        ok = value_f > 0 and value_f != float("inf")
+    if not ok:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a finite, "
+            f"strictly positive number. Received: {name}={value!r}."
+        )
+    return value_f
+
+
+def check_sampling_ratio(value, name: str = "sampling_ratio") -> int:
+    """Returns the RoIAlign sampling ratio or raises a `ValueError`.
+
+    torchvision's `sampling_ratio <= 0` ("adaptive") gives each RoI a
+    data-dependent number of sample points, which static-shape XLA
+    programs cannot express, so only fixed positive ratios are accepted.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a strictly "
+            "positive integer: adaptive sampling (torchvision's "
+            "sampling_ratio <= 0) has a data-dependent number of sample "
+            "points that XLA cannot compile; pass a fixed ratio such as 2. "
+            f"Received: {name}={value!r}."
+        )
+    return int(value)
+
+
+def check_roi_box_values(
+    boxes, name: str = "boxes", num_images: int | None = None
+) -> None:
+    """Eagerly checks RoI box *values* (the `validate=True` option of ops).
+
+    Unlike the other checks here this one reads values, so it needs
+    concrete boxes (NumPy arrays or eager tensors) and cannot run inside a
+    `tf.function`, an XLA program or a functional model. Padding rows (all
+    four coordinates -1) are skipped.
+
+    Raises:
+        ValueError: if `boxes` is symbolic, a coordinate is NaN or
+            infinite, x2 < x1 or y2 < y1, or (flat form) a batch index is
+            not an integer in [0, num_images).
+    """
+    import numpy as np
+
+    try:
+        values = np.asarray(boxes, dtype="float64")
+    except (TypeError, ValueError, NotImplementedError, AttributeError):
+        values = None
+    if values is None or values.dtype == object:
+        raise ValueError(
+            f"`validate=True` reads the values of `{name}`, so it needs "
+            "concrete boxes (NumPy arrays or eager tensors), not symbolic "
+            "ones: XLA cannot raise errors from values. Validate the data "
+            "eagerly, or pass validate=False inside compiled functions. "
+            f"Received: {name} of type {type(boxes).__name__}."
+        )
+    flat = check_roi_boxes(values, name)
+    coords = values[:, 1:] if flat else values.reshape(-1, 4)
+    rows = np.arange(len(values)) if flat else None
+    padding = np.all(coords == -1.0, axis=-1)
+
+    def where(i: int) -> str:
+        if flat:
+            return f"{name}[{int(rows[i])}]"
+        return f"{name}[{', '.join(str(int(v)) for v in np.unravel_index(i, values.shape[:2]))}]"
+
+    bad = ~padding & ~np.all(np.isfinite(coords), axis=-1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected finite "
+            f"coordinates. Received: {where(i)}={coords[i].tolist()}."
+        )
+    bad = ~padding & (
+        (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1])
+    )
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected x1 <= x2 and "
+            f"y1 <= y2 (or all four coordinates -1 for padding). "
+            f"Received: {where(i)}={coords[i].tolist()}."
+        )
+    if flat:
+        index = values[:, 0]
+        bad = ~padding & (
+            ~np.isfinite(index)
+            | (index != np.floor(index))
+            | (index < 0)
+            | ((index >= num_images) if num_images is not None else False)
+        )
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected the batch "
+                f"index (column 0) to be an integer in [0, {num_images}). "
+                f"Received: {where(i)}={values[i].tolist()}."
+            )

@@ -1,0 +1,320 @@
+"""Encoders for the segmentation models: a small VGG and keras.applications.
+
+Every backbone returned here takes float images in 0..255 [B, H, W, 3] and
+returns its stride-32 features; the layers at stride 8 and 16 that FCN
+fuses ("pool3" and "pool4" in Long et al., 2015) are found by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from keras_segattn.models.blocks import apply_conv_block
+from keras_segattn.ops import validation
+
+VGG_SMALL = "vgg_small"
+VGG_SMALL_SKIP_LAYER_NAMES = ("block3_pool", "block4_pool")
+
+# Per `keras.applications` model: the `preprocess_input` mode of its module
+# ("caffe": RGB -> BGR and ImageNet mean subtraction, "tf": to [-1, 1],
+# "torch": to [0, 1] then ImageNet mean/std, None: the model normalises
+# inside) and its default skip layers at stride 8 and 16 (checked by
+# building each one).
+_APPLICATIONS = {
+    "VGG16": ("caffe", ("block3_pool", "block4_pool")),
+    "VGG19": ("caffe", ("block3_pool", "block4_pool")),
+    "ResNet50": ("caffe", ("conv3_block4_out", "conv4_block6_out")),
+    "ResNet101": ("caffe", ("conv3_block4_out", "conv4_block23_out")),
+    "ResNet152": ("caffe", ("conv3_block8_out", "conv4_block36_out")),
+    "ResNet50V2": (
+        "tf",
+        ("conv3_block4_preact_relu", "conv4_block6_preact_relu"),
+    ),
+    "MobileNet": ("tf", ("conv_pw_5_relu", "conv_pw_11_relu")),
+    "MobileNetV2": ("tf", ("block_5_add", "block_12_add")),
+    "DenseNet121": ("torch", ("pool3_relu", "pool4_relu")),
+    "DenseNet169": ("torch", ("pool3_relu", "pool4_relu")),
+    "DenseNet201": ("torch", ("pool3_relu", "pool4_relu")),
+    **{
+        f"EfficientNetB{i}": (
+            None,
+            ("block4a_expand_activation", "block6a_expand_activation"),
+        )
+        for i in range(8)
+    },
+}
+DEFAULT_SKIP_LAYER_NAMES = {
+    VGG_SMALL: VGG_SMALL_SKIP_LAYER_NAMES,
+    **{name: skips for name, (_, skips) in _APPLICATIONS.items()},
+}
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+def check_image_shape(image_shape) -> tuple:
+    """Returns `image_shape` as a tuple (H, W, C) or raises `ValueError`."""
+    if (
+        not isinstance(image_shape, (tuple, list))
+        or len(image_shape) != 3
+        or not all(
+            d is None
+            or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+            for d in image_shape
+        )
+        or image_shape[-1] is None
+    ):
+        raise ValueError(
+            "Invalid value for argument `image_shape`. Expected a tuple "
+            "(height, width, channels) of positive ints, height and width "
+            f"may be None. Received: image_shape={image_shape!r}."
+        )
+    return tuple(image_shape)
+
+
+def _standardize_per_stage(value, num_stages: int, name: str) -> tuple:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * num_stages
+    if not isinstance(value, (tuple, list)) or len(value) != num_stages:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected an int or "
+            f"{num_stages} ints (one per stage). Received: {name}={value!r}."
+        )
+    return tuple(validation.check_positive_int(v, name) for v in value)
+
+
+def build_vgg_small_backbone(
+    image_shape: Sequence[int | None] = (None, None, 3),
+    filters: Sequence[int] = (32, 64, 128, 192, 256),
+    convs_per_stage: int | Sequence[int] = (2, 2, 3, 3, 3),
+    dtype=None,
+    name: str = VGG_SMALL,
+) -> keras.Model:
+    """Builds a small VGG-style encoder with batch normalisation.
+
+    VGG16's layout (Simonyan and Zisserman, 2015) at a fraction of its width
+    (about 2.9M parameters by default instead of 14.7M), with BatchNorm
+    after every convolution so that it trains from scratch on a CPU. Five
+    stages of `convs_per_stage` Conv3x3-BN-ReLU units (`block{i}_conv{j}`,
+    `block{i}_bn{j}`, `block{i}_relu{j}`), each followed by a 2x2 max pool
+    `block{i}_pool`, named as in `keras.applications.VGG16`. The pools use
+    `padding="same"`, so every stride-s map has `ceil(H / s)` rows and any
+    input size works with FCN's crops.
+
+    Args:
+        image_shape: (H, W, C); H and W may be None.
+        filters: 5 ints > 0, the width of each stage.
+        convs_per_stage: int or 5 ints > 0.
+        dtype: dtype or dtype policy of every layer.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` with input `"images"` (float, 0..255,
+        rescaled to 0..1 by its first layer `preprocess_rescaling`) and
+        output `block5_pool` [B, ceil(H / 32), ceil(W / 32), filters[4]].
+
+    Raises:
+        ValueError: on a bad `image_shape`, `filters` or `convs_per_stage`.
+
+    Reference:
+        - [Simonyan and Zisserman, "Very Deep Convolutional Networks for
+          Large-Scale Image Recognition", ICLR 2015](
+          https://arxiv.org/abs/1409.1556)
+    """
+    image_shape = check_image_shape(image_shape)
+    if not isinstance(filters, (tuple, list)) or len(filters) != 5:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected 5 ints > 0 "
+            f"(one per stage). Received: filters={filters!r}."
+        )
+    filters = _standardize_per_stage(tuple(filters), 5, "filters")
+    convs_per_stage = _standardize_per_stage(
+        convs_per_stage, 5, "convs_per_stage"
+    )
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Rescaling(
+        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
+    )(images)
+    for stage, (width, num_convs) in enumerate(
+        zip(filters, convs_per_stage, strict=True), start=1
+    ):
+        x = apply_conv_block(
+            x, width, num_convs, name=f"block{stage}", dtype=dtype
+        )
+        x = keras.layers.MaxPooling2D(
+            2, padding="same", name=f"block{stage}_pool", dtype=dtype
+        )(x)
+    return keras.Model(images, x, name=name)
+
+
+def _apply_preprocessing(images, mode, dtype):
+    """`keras.applications.<family>.preprocess_input` as plain layers."""
+    if mode is None:
+        return images
+    if mode == "tf":
+        return keras.layers.Rescaling(
+            1.0 / 127.5, offset=-1.0, name="preprocess_rescaling", dtype=dtype
+        )(images)
+    if mode == "torch":
+        x = keras.layers.Rescaling(
+            1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
+        )(images)
+        return keras.layers.Normalization(
+            mean=list(_TORCH_MEAN),
+            variance=[s * s for s in _TORCH_STD],
+            name="preprocess_normalization",
+            dtype=dtype,
+        )(x)
+    # "caffe": a fixed 1x1 convolution swaps RGB -> BGR and subtracts the
+    # BGR ImageNet mean (no `Lambda`, which safe-mode loading rejects).
+    permutation = [
+        [[[1.0 if i == 2 - o else 0.0 for o in range(3)] for i in range(3)]]
+    ]
+    return keras.layers.Conv2D(
+        3,
+        1,
+        kernel_initializer=keras.initializers.Constant(permutation),
+        bias_initializer=keras.initializers.Constant(
+            [-m for m in _CAFFE_MEAN_BGR]
+        ),
+        trainable=False,
+        name="preprocess_caffe_bgr",
+        dtype=dtype,
+    )(images)
+
+
+def _known_backbone_names() -> list:
+    return [VGG_SMALL, *_APPLICATIONS]
+
+
+def _is_application_name(name: str) -> bool:
+    return name[:1].isupper() and callable(
+        getattr(keras.applications, name, None)
+    )
+
+
+def get_backbone(
+    backbone: str | keras.Model = VGG_SMALL,
+    image_shape: Sequence[int | None] = (None, None, 3),
+    skip_layer_names: Sequence[str] | None = None,
+    weights: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    dtype=None,
+) -> tuple[keras.Model, tuple[str, ...]]:
+    """Resolves a backbone argument to a model and its FCN skip layers.
+
+    Args:
+        backbone: one of
+            - `"vgg_small"`: `build_vgg_small_backbone` (no pretrained
+              weights);
+            - a `keras.applications` model name (`"VGG16"`, `"ResNet50"`,
+              `"MobileNetV2"`, `"EfficientNetB0"`, ...), built with
+              `include_top=False`. Default skip layers exist for
+              `DEFAULT_SKIP_LAYER_NAMES`; any other application needs
+              `skip_layer_names`. The model is preceded by layers doing its
+              `preprocess_input` (`preprocess_rescaling`,
+              `preprocess_normalization` or `preprocess_caffe_bgr`), so it
+              takes 0..255 images like every backbone here; applications
+              outside the table (and EfficientNets, which normalise
+              inside) get the images unchanged;
+            - a `keras.Model` (used as is: it must take the images it will
+              be given and output its stride-32 features).
+        image_shape: (H, W, C) of the images; H and W may be None.
+        skip_layer_names: names of the layers at stride 8 and 16 (FCN's
+            pool3 and pool4), ordered by stride; None for the default.
+        weights: `keras.applications` weights (`None` or a file path; this
+            machine has no network for `"imagenet"`). Must be None for
+            `"vgg_small"` and for a `keras.Model`.
+        backbone_kwargs: extra keyword arguments for
+            `build_vgg_small_backbone` (e.g. `filters`) or the
+            `keras.applications` constructor (e.g. `alpha`).
+        dtype: dtype or dtype policy of the layers this function creates
+            (`"vgg_small"` and the preprocessing). `keras.applications`
+            models take no `dtype`: set a global policy for them.
+
+    Returns:
+        Tuple `(model, skip_layer_names)`: a functional model mapping the
+        images [B, H, W, C] to the stride-32 features, and the tuple of
+        skip layer names (empty when a `keras.Model` or an application
+        without defaults is given no `skip_layer_names`).
+
+    Raises:
+        ValueError: on an unknown backbone name, a bad `image_shape`,
+            `weights` given where none apply, or a skip layer name missing
+            from the model.
+        TypeError: if `backbone` is neither a string nor a `keras.Model`.
+    """
+    image_shape = check_image_shape(image_shape)
+    backbone_kwargs = dict(backbone_kwargs or {})
+    if isinstance(backbone, keras.Model):
+        if weights is not None or backbone_kwargs:
+            raise ValueError(
+                "Invalid value for argument `weights`/`backbone_kwargs`. "
+                "Expected None when `backbone` is a keras.Model (load its "
+                f"weights yourself). Received: weights={weights!r}, "
+                f"backbone_kwargs={backbone_kwargs!r}."
+            )
+        model = backbone
+        default_skips = ()
+    elif isinstance(backbone, str):
+        if backbone == VGG_SMALL:
+            if weights is not None:
+                raise ValueError(
+                    "Invalid value for argument `weights`. Expected None "
+                    "for backbone='vgg_small' (it has no pretrained "
+                    f"weights). Received: weights={weights!r}."
+                )
+            model = build_vgg_small_backbone(
+                image_shape, dtype=dtype, **backbone_kwargs
+            )
+        elif _is_application_name(backbone):
+            mode = _APPLICATIONS.get(backbone, (None, ()))[0]
+            images = keras.Input(image_shape, name="images")
+            model = getattr(keras.applications, backbone)(
+                include_top=False,
+                weights=weights,
+                input_tensor=_apply_preprocessing(images, mode, dtype),
+                input_shape=image_shape,
+                **backbone_kwargs,
+            )
+        else:
+            raise ValueError(
+                "Invalid value for argument `backbone`. Expected 'vgg_small', "
+                "a keras.applications model name (with default skip layers: "
+                f"{_known_backbone_names()}) or a keras.Model. "
+                f"Received: backbone={backbone!r}."
+            )
+        default_skips = DEFAULT_SKIP_LAYER_NAMES.get(backbone, ())
+    else:
+        raise TypeError(
+            "Invalid type for argument `backbone`. Expected a string or a "
+            f"keras.Model. Received: type(backbone)={type(backbone).__name__}."
+        )
+
+    if skip_layer_names is None:
+        skip_layer_names = default_skips
+    if isinstance(skip_layer_names, str) or not all(
+        isinstance(n, str) for n in skip_layer_names
+    ):
+        raise ValueError(
+            "Invalid value for argument `skip_layer_names`. Expected a "
+            "sequence of layer names ordered by stride (stride 8, stride "
+            f"16). Received: skip_layer_names={skip_layer_names!r}."
+        )
+    skip_layer_names = tuple(skip_layer_names)
+    available = [layer.name for layer in model.layers]
+    for layer_name in skip_layer_names:
+        if layer_name not in available:
+            hint = [n for n in available if "pool" in n or "add" in n]
+            hint = (hint or available)[-8:]
+            raise ValueError(
+                "Invalid value for argument `skip_layer_names`. Expected "
+                f"names of layers of the backbone {model.name!r}. Layer "
+                f"{layer_name!r} does not exist; available layers include "
+                f"{hint}. Received: skip_layer_names={skip_layer_names!r}."
+            )
+    return model, skip_layer_names

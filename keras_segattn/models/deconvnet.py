@@ -1,0 +1,164 @@
+"""DeconvNet/SegNet-style encoder-decoder with max-pooling switches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from keras_segattn.layers import MaxPoolingWithArgmax2D
+from keras_segattn.layers import MaxUnpooling2D
+from keras_segattn.models.backbones import _standardize_per_stage
+from keras_segattn.models.backbones import check_image_shape
+from keras_segattn.models.blocks import apply_conv_block
+from keras_segattn.models.blocks import check_num_classes
+
+
+def DeconvNet(
+    num_classes: int,
+    image_shape: Sequence[int | None] = (None, None, 3),
+    filters: Sequence[int] = (32, 64, 128, 256),
+    convs_per_stage: int | Sequence[int] = 2,
+    dtype=None,
+    name: str | None = None,
+) -> keras.Model:
+    """Builds an encoder-decoder that unpools with the encoder's switches.
+
+    The decoder of DeconvNet (Noh et al., 2015) and SegNet (Badrinarayanan
+    et al., 2017): every encoder stage (`encoder_block{i}`, Conv3x3-BN-ReLU
+    units) ends in a 2x2 `MaxPoolingWithArgmax2D` (`encoder_block{i}_pool`)
+    that records where each maximum came from; the mirrored decoder stage
+    puts values back at those positions with `MaxUnpooling2D`
+    (`decoder_block{i}_unpool`) and densifies the sparse map with
+    Conv3x3-BN-ReLU units (`decoder_block{i}`), the last of which narrows
+    to the width of the next stage up, as in SegNet. A 1x1 convolution
+    (`deconvnet_score`) gives the class scores.
+
+    Simplifications with respect to DeconvNet: its stride-1
+    "deconvolution" layers are written as convolutions (a transposed
+    convolution with stride 1 is a convolution with a flipped kernel, so
+    the function class is the same), and its fc6/fc7 centre (a 7x7
+    convolution to 1x1 and back), which needs a fixed 224x224 input, is
+    left out; the result is SegNet's architecture at a smaller width.
+
+    The input height and width must be divisible by `2 ** len(filters)`
+    (every pooling window must be whole for the switches to invert it).
+    A static `image_shape` is checked here; with a dynamic one the pooling
+    layer raises when it is called. Callers pad or resize (the serving
+    export resizes to a fixed size anyway).
+
+    Args:
+        num_classes: int >= 1. Number of classes (void excluded).
+        image_shape: (H, W, C); H and W may be None.
+        filters: ints > 0, the width of each encoder stage (one pooling
+            per stage).
+        convs_per_stage: int or one int per stage, Conv-BN-ReLU units in
+            each encoder stage and in its mirrored decoder stage.
+        dtype: dtype or dtype policy of every layer (the probabilities are
+            always float32).
+        name: model name; defaults to `"deconvnet"`.
+
+    Returns:
+        A functional `keras.Model` taking `"images"` float [B, H, W, C] in
+        0..255 and returning `"mask_probs"` float32 [B, H, W, num_classes].
+
+    Raises:
+        ValueError: on `num_classes < 1`, empty or non-positive `filters`,
+            a bad `convs_per_stage` or `image_shape`, or a static H or W not
+            divisible by `2 ** len(filters)`.
+
+    Example:
+
+    >>> model = DeconvNet(num_classes=11, image_shape=(64, 64, 3))
+    >>> model.output_shape
+    (None, 64, 64, 11)
+
+    Reference:
+        - [Noh, Hong and Han, "Learning Deconvolution Network for Semantic
+          Segmentation", ICCV 2015](https://arxiv.org/abs/1505.04366)
+        - [Badrinarayanan, Kendall and Cipolla, "SegNet: A Deep
+          Convolutional Encoder-Decoder Architecture for Image
+          Segmentation", TPAMI 2017](https://arxiv.org/abs/1511.00561)
+    """
+    num_classes = check_num_classes(num_classes)
+    image_shape = check_image_shape(image_shape)
+    if not isinstance(filters, (tuple, list)) or not filters:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected a non-empty "
+            f"sequence of ints > 0. Received: filters={filters!r}."
+        )
+    filters = _standardize_per_stage(tuple(filters), len(filters), "filters")
+    num_stages = len(filters)
+    convs_per_stage = _standardize_per_stage(
+        convs_per_stage, num_stages, "convs_per_stage"
+    )
+    divisor = 2**num_stages
+    for size in image_shape[:2]:
+        if size is not None and size % divisor:
+            raise ValueError(
+                "Invalid value for argument `image_shape`. Expected height "
+                f"and width divisible by 2 ** len(filters) = {divisor} (one "
+                "2x2 pooling per stage); pad or resize the images. "
+                f"Received: image_shape={image_shape}."
+            )
+
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Rescaling(
+        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
+    )(images)
+    switches = []
+    for stage, (width, num_convs) in enumerate(
+        zip(filters, convs_per_stage, strict=True), start=1
+    ):
+        x = apply_conv_block(
+            x, width, num_convs, name=f"encoder_block{stage}", dtype=dtype
+        )
+        x, indices = MaxPoolingWithArgmax2D(
+            2, name=f"encoder_block{stage}_pool", dtype=dtype
+        )(x)
+        switches.append(indices)
+
+    for stage in range(num_stages, 0, -1):
+        x = MaxUnpooling2D(2, name=f"decoder_block{stage}_unpool", dtype=dtype)(
+            x, switches[stage - 1]
+        )
+        width = filters[stage - 1]
+        out_width = filters[max(stage - 2, 0)]
+        widths = (width,) * (convs_per_stage[stage - 1] - 1) + (out_width,)
+        x = apply_conv_block(
+            x, widths, name=f"decoder_block{stage}", dtype=dtype
+        )
+
+    logits = keras.layers.Conv2D(
+        num_classes, 1, name="deconvnet_score", dtype=dtype
+    )(x)
+    probs = keras.layers.Softmax(dtype="float32", name="mask_probs")(logits)
+    return keras.Model(images, probs, name=name or "deconvnet")
+
+
+def SegNet(
+    num_classes: int,
+    image_shape: Sequence[int | None] = (None, None, 3),
+    filters: Sequence[int] = (32, 64, 128, 256),
+    convs_per_stage: int | Sequence[int] = 2,
+    dtype=None,
+    name: str | None = None,
+) -> keras.Model:
+    """SegNet (Badrinarayanan et al., 2017): `DeconvNet` named `"segnet"`.
+
+    Same architecture and arguments as `DeconvNet`, whose docstring
+    describes both.
+
+    Reference:
+        - [Badrinarayanan, Kendall and Cipolla, "SegNet: A Deep
+          Convolutional Encoder-Decoder Architecture for Image
+          Segmentation", TPAMI 2017](https://arxiv.org/abs/1511.00561)
+    """
+    return DeconvNet(
+        num_classes,
+        image_shape=image_shape,
+        filters=filters,
+        convs_per_stage=convs_per_stage,
+        dtype=dtype,
+        name=name or "segnet",
+    )
