@@ -194,7 +194,8 @@ def _model(args, spec):
         return models.build_segmentation_model(preset, num_classes)
     preset = "fcn8s_tiny" if args.smoke else f"{args.model}_small"
     return models.build_segmentation_model(
-        preset, num_classes, variant=args.model.removeprefix("fcn"))
+        preset, num_classes, variant=args.model.removeprefix("fcn")
+    )
 
 
 def _palette(num_classes: int) -> np.ndarray:
