@@ -1,4 +1,8 @@
 """SavedModel export for TF Serving."""
 
+from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import decode_image_bytes
 from keras_segattn.export.serving import export_for_serving
 from keras_segattn.export.serving import make_segmentation_serving_fn
+from keras_segattn.export.serving import write_serving_archive
+from keras_segattn.export.serving import write_warmup_requests

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 SERVING_KEY = "serving_default"
@@ -113,6 +114,140 @@ def make_segmentation_serving_fn(
     return serve
 
 
+def decode_image_bytes(image_bytes, channels: int = 3):
+    """Decodes a batch of JPEG/PNG/GIF/BMP strings to uint8 images.
+
+    Args:
+        image_bytes: tf.string [batch], encoded images of one common size.
+        channels: channels to decode to (3 RGB, 1 grayscale).
+
+    Returns:
+        uint8 tensor [batch, height, width, channels].
+    """
+    image_bytes = tf.ensure_shape(image_bytes, [None], name="image_bytes")
+
+    def decode_all():
+        return tf.map_fn(
+            lambda b: tf.io.decode_image(
+                b, channels=channels, dtype=tf.uint8, expand_animations=False
+            ),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8),
+        )
+
+    return tf.cond(
+        tf.size(image_bytes) > 0,
+        decode_all,
+        lambda: tf.zeros([0, 0, 0, channels], tf.uint8),
+    )
+
+
+def write_warmup_requests(
+    export_path: str | os.PathLike, images, *, input_name: str = "images"
+) -> str:
+    """Writes `assets.extra/tf_serving_warmup_requests` for TF Serving.
+
+    One `PredictRequest` for `serving_default` per image (batch of one),
+    stored as `PredictionLog` records in a TFRecord file, the format TF
+    Serving replays at load time (tensorflow/serving: "SavedModel Warmup").
+
+    Args:
+        export_path: the SavedModel version directory.
+        images: iterable of uint8 arrays [H, W, C] (real sample inputs).
+        input_name: the signature's input name.
+
+    Returns:
+        The path of the written file.
+
+    Raises:
+        ImportError: if `tensorflow-serving-api` is not installed.
+        ValueError: if `images` is empty.
+    """
+    try:
+        from tensorflow_serving.apis import model_pb2
+        from tensorflow_serving.apis import predict_pb2
+        from tensorflow_serving.apis import prediction_log_pb2
+    except ImportError as error:  # pragma: no cover - install hint
+        raise ImportError(
+            "Writing warmup requests needs `tensorflow-serving-api`; with "
+            "tensorflow-cpu install it with `pip install --no-deps "
+            "tensorflow-serving-api==2.21.*`."
+        ) from error
+    images = [np.asarray(image, np.uint8) for image in images]
+    if not images:
+        raise ValueError(
+            "Invalid value for argument `images`. Expected at least one "
+            "sample image. Received: an empty sequence."
+        )
+    directory = os.path.join(os.fspath(export_path), "assets.extra")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "tf_serving_warmup_requests")
+    with tf.io.TFRecordWriter(path) as writer:
+        for image in images:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=SERVING_KEY)
+            )
+            request.inputs[input_name].CopyFrom(
+                tf.make_tensor_proto(image[None])
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
+def write_serving_archive(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    serve_images,
+    *,
+    version: int = 1,
+    channels: int = 3,
+    warmup_images=None,
+) -> str:
+    """Writes a SavedModel with the two image signatures around a function.
+
+    - `serving_default`: `images` uint8 [batch, height, width, channels].
+    - `serving_image_bytes`: `image_bytes` tf.string [batch] (JPEG/PNG, one
+      common size per batch), decoded in the graph, same outputs.
+
+    Args:
+        model: the Keras model `serve_images` calls (tracked for variables).
+        export_dir: base directory; writes `export_dir/<version>/`.
+        serve_images: `fn(uint8 images) -> dict of named tensors`.
+        version: TF Serving version number (int >= 1).
+        channels: image channels of the signatures.
+        warmup_images: optional uint8 arrays [H, W, channels] written as
+            TF Serving warmup requests.
+
+    Returns:
+        The path of the written version directory.
+    """
+    version = _check_version(version)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SERVING_KEY,
+        serve_images,
+        input_signature=[
+            tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
+        ],
+    )
+    archive.add_endpoint(
+        "serving_image_bytes",
+        lambda image_bytes: serve_images(
+            decode_image_bytes(image_bytes, channels)
+        ),
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+    )
+    path = os.path.join(os.fspath(export_dir), str(version))
+    archive.write_out(path, verbose=False)
+    if warmup_images is not None:
+        write_warmup_requests(path, warmup_images)
+    return path
+
+
 def export_for_serving(
     model: keras.Model,
     export_dir: str | os.PathLike,
@@ -121,13 +256,16 @@ def export_for_serving(
     task: str = "segmentation",
     label_offset: int = 0,
     inference_size: Sequence[int] | None = None,
+    warmup_images=None,
 ) -> str:
     """Exports `model` as a SavedModel that TF Serving can load.
 
     The `serving_default` signature takes `images`: uint8 [batch, height,
     width, 3] of any size, and for `task="segmentation"` returns `masks`
     (int32 [batch, height, width], class ids plus `label_offset`) and
-    `probabilities` (float32 [batch, height, width, num_classes]).
+    `probabilities` (float32 [batch, height, width, num_classes]). A second
+    signature, `serving_image_bytes`, takes `image_bytes` (tf.string
+    [batch], JPEG or PNG) and returns the same outputs.
 
     Args:
         model: the Keras model (float images 0..255 in, probabilities out).
@@ -137,6 +275,8 @@ def export_for_serving(
         task: "segmentation" (the only task so far).
         label_offset: added to class ids in `masks`.
         inference_size: optional (height, width) the images are resized to.
+        warmup_images: optional uint8 arrays [H, W, 3] (real samples) to
+            write as `assets.extra/tf_serving_warmup_requests`.
 
     Returns:
         The path of the written version directory.
@@ -164,15 +304,6 @@ def export_for_serving(
     serve = make_segmentation_serving_fn(
         model, label_offset=label_offset, inference_size=inference_size
     )
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        SERVING_KEY,
-        serve,
-        input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-        ],
+    return write_serving_archive(
+        model, export_dir, serve, version=version, warmup_images=warmup_images
     )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    archive.write_out(path, verbose=False)
-    return path

@@ -192,3 +192,80 @@ def test_signature_json_safe(exported):
     reloaded = tf.saved_model.load(path)
     outputs = reloaded.signatures["serving_default"].structured_outputs
     assert json.dumps(sorted(outputs)) == '["masks", "probabilities"]'
+
+
+def _encode(images, fmt):
+    encode = tf.io.encode_png if fmt == "png" else tf.io.encode_jpeg
+    return tf.stack([encode(image) for image in images])
+
+
+def test_image_bytes_signature_matches_uint8_signature(exported):
+    _, path = exported
+    reloaded = tf.saved_model.load(path)
+    images = _images(batch=2)
+    by_bytes = reloaded.signatures["serving_image_bytes"](
+        image_bytes=_encode(images, "png"))
+    by_pixels = reloaded.signatures["serving_default"](
+        images=tf.constant(images))
+    for key in ("masks", "probabilities"):
+        np.testing.assert_array_equal(by_bytes[key].numpy(),
+                                      by_pixels[key].numpy())
+    jpeg = reloaded.signatures["serving_image_bytes"](
+        image_bytes=_encode(images, "jpeg"))
+    assert jpeg["masks"].shape == (2, 12, 10)
+
+
+def test_image_bytes_empty_and_corrupt(exported):
+    _, path = exported
+    signature = tf.saved_model.load(path).signatures["serving_image_bytes"]
+    empty = signature(image_bytes=tf.constant([], tf.string))
+    assert empty["masks"].shape[0] == 0
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="Unknown image file format|decode"):
+        signature(image_bytes=tf.constant([b"not an image"]))
+
+
+def test_warmup_requests_parse_and_run(tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from keras_segattn.export import write_warmup_requests
+
+    model = _tiny_segmenter()
+    samples = [_images(batch=1, height=9, width=7, seed=s)[0]
+               for s in range(3)]
+    path = export_for_serving(model, tmp_path, warmup_images=samples)
+    warmup = tf.io.gfile.join(path, "assets.extra",
+                              "tf_serving_warmup_requests")
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    records = list(tf.data.TFRecordDataset(warmup).as_numpy_iterator())
+    assert len(records) == 3
+    for record, sample in zip(records, samples, strict=True):
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        images = tf.make_ndarray(request.inputs["images"])
+        np.testing.assert_array_equal(images[0], sample)
+        assert signature(images=tf.constant(images))["masks"].shape == (
+            1, 9, 7)
+    with pytest.raises(ValueError, match="Received: an empty sequence"):
+        write_warmup_requests(path, [])
+
+
+def test_cli_exports_a_keras_file(tmp_path, capsys):
+    from keras_segattn.export.__main__ import main
+
+    model = _tiny_segmenter()
+    model.save(tmp_path / "m.keras")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    tf.io.write_file(str(samples / "a.png"),
+                     tf.io.encode_png(_images(batch=1)[0]))
+    assert main([str(tmp_path / "m.keras"), "--output-dir",
+                 str(tmp_path / "out"), "--version", "2",
+                 "--inference-size", "8", "--warmup-images",
+                 str(samples)]) == 0
+    assert capsys.readouterr().out.strip().endswith("/2")
+    assert (tmp_path / "out" / "2" / "assets.extra" /
+            "tf_serving_warmup_requests").exists()
+    with pytest.raises(SystemExit):
+        main(["--help"])
