@@ -25,6 +25,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -319,12 +320,17 @@ def train(args) -> int:
         spec["num_classes"],
         spec["void_label"],
     )
+    # TF Serving warmup requests from real validation images, when the
+    # optional tensorflow-serving-api is installed (`make` installs it).
+    has_serving_api = importlib.util.find_spec("tensorflow_serving")
+    warmup = np.round(np.asarray(images[:2])).astype("uint8")
     serving_dir = export.export_for_serving(
         model,
         out / "serving",
         version=1,
         label_offset=spec["label_offset"],
         inference_size=None if args.smoke else args.image_size,
+        warmup_images=list(warmup) if has_serving_api else None,
     )
     summary = {
         "dataset": args.dataset,
