@@ -5,3 +5,6 @@ from keras_segattn.layers.max_pooling_with_argmax2d import (
     MaxPoolingWithArgmax2D,
 )
 from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D
+from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
+from keras_segattn.layers.roi_align import RoIAlign
+from keras_segattn.layers.roi_pool import RoIPool

@@ -6,3 +6,6 @@ from keras_segattn.ops.bilinear_upsampling_kernel import (
 )
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 from keras_segattn.ops.max_unpool import max_unpool
+from keras_segattn.ops.multilevel_roi_align import multilevel_roi_align
+from keras_segattn.ops.roi_align import roi_align
+from keras_segattn.ops.roi_pool import roi_pool

@@ -307,7 +307,8 @@ def check_roi_box_values(
     def where(i: int) -> str:
         if flat:
             return f"{name}[{int(rows[i])}]"
-        return f"{name}[{', '.join(str(int(v)) for v in np.unravel_index(i, values.shape[:2]))}]"
+        b, n = np.unravel_index(i, values.shape[:2])
+        return f"{name}[{int(b)}, {int(n)}]"
 
     bad = ~padding & ~np.all(np.isfinite(coords), axis=-1)
     if bad.any():

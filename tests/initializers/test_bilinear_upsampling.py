@@ -8,19 +8,7 @@ import pytest
 from keras import ops
 
 from keras_segattn.initializers import BilinearUpsampling
-
-
-def np_upsample_filt(size):
-    """FCN's `upsample_filt` (fcn.berkeleyvision.org surgery.py), as loops."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    filt = np.zeros((size, size), "float64")
-    for i in range(size):
-        for j in range(size):
-            filt[i, j] = (1 - abs(i - center) / factor) * (
-                1 - abs(j - center) / factor
-            )
-    return filt
+from tests.references import np_upsample_filt
 
 
 def make_upsampler(factor, channels):

@@ -8,23 +8,8 @@ import pytest
 
 from keras_segattn.layers import MaxPoolingWithArgmax2D
 from keras_segattn.layers import MaxUnpooling2D
+from tests.references import np_max_unpool
 from tests.testing import run_layer_checks
-
-
-def np_max_unpool(x, indices, pool_size):
-    """Loop reference: each value at its local window position, else 0."""
-    kh, kw = pool_size
-    batch, height, width, channels = x.shape
-    out = np.zeros((batch, height * kh, width * kw, channels), x.dtype)
-    for b in range(batch):
-        for i in range(height):
-            for j in range(width):
-                for c in range(channels):
-                    index = int(indices[b, i, j, c])
-                    if 0 <= index < kh * kw:
-                        di, dj = divmod(index, kw)
-                        out[b, i * kh + di, j * kw + dj, c] = x[b, i, j, c]
-    return out
 
 
 def test_layer_checks(tmp_path):

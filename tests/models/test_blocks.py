@@ -11,27 +11,7 @@ from keras_segattn.models import apply_bilinear_upsampling
 from keras_segattn.models import apply_conv_block
 from keras_segattn.models import apply_fcn_decoder
 from keras_segattn.models import apply_upsample_block
-
-
-def np_upsample_filt(size):
-    """FCN's `upsample_filt` (fcn.berkeleyvision.org surgery.py), as loops."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    filt = np.zeros((size, size))
-    for i in range(size):
-        for j in range(size):
-            filt[i, j] = (1 - abs(i - center) / factor) * (
-                1 - abs(j - center) / factor
-            )
-    return filt
-
-
-def np_bilinear_kernel(factor, channels):
-    size = 2 * factor - factor % 2
-    kernel = np.zeros((size, size, channels, channels))
-    for c in range(channels):
-        kernel[:, :, c, c] = np_upsample_filt(size)
-    return kernel
+from tests.references import np_bilinear_kernel
 
 
 def _layer_names(outputs, inputs):

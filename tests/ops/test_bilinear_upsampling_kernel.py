@@ -6,28 +6,7 @@ import numpy as np
 import pytest
 
 from keras_segattn.ops import bilinear_upsampling_kernel
-
-
-def np_upsample_filt(size):
-    """FCN's `upsample_filt` (fcn.berkeleyvision.org surgery.py), as loops."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    filt = np.zeros((size, size), "float64")
-    for i in range(size):
-        for j in range(size):
-            filt[i, j] = (1 - abs(i - center) / factor) * (
-                1 - abs(j - center) / factor
-            )
-    return filt
-
-
-def np_diagonal_kernel(factor, channels):
-    size = 2 * factor - factor % 2
-    filt = np_upsample_filt(size)
-    kernel = np.zeros((size, size, channels, channels), "float64")
-    for c in range(channels):
-        kernel[:, :, c, c] = filt
-    return kernel
+from tests.references import np_bilinear_kernel
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, 4, 5, 8])
@@ -38,7 +17,7 @@ def test_matches_upsample_filt_on_the_channel_diagonal(factor, channels):
     assert kernel.shape == (size, size, channels, channels)
     assert kernel.dtype == np.float32
     np.testing.assert_allclose(
-        kernel, np_diagonal_kernel(factor, channels), atol=1e-7
+        kernel, np_bilinear_kernel(factor, channels), atol=1e-7
     )
 
 
@@ -67,7 +46,7 @@ def test_dtype(dtype):
     kernel = bilinear_upsampling_kernel(3, 2, dtype=dtype)
     assert kernel.dtype == np.dtype(dtype)
     np.testing.assert_allclose(
-        kernel, np_diagonal_kernel(3, 2), atol=1e-3 if dtype == "float16" else 0
+        kernel, np_bilinear_kernel(3, 2), atol=1e-3 if dtype == "float16" else 0
     )
 
 

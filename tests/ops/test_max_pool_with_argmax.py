@@ -8,33 +8,12 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.ops import max_pool_with_argmax
+from tests.references import np_max_pool_with_argmax
 from tests.testing import check_numeric_gradients
 
 
 def dtype_of(x):
     return keras.backend.standardize_dtype(x.dtype)
-
-
-def np_max_pool_with_argmax(x, pool_size):
-    """Loop reference: window max and its row-major local index, ties first."""
-    kh, kw = pool_size
-    batch, height, width, channels = x.shape
-    shape = (batch, height // kh, width // kw, channels)
-    pooled = np.zeros(shape, x.dtype)
-    indices = np.zeros(shape, "int32")
-    for b in range(batch):
-        for i in range(height // kh):
-            for j in range(width // kw):
-                for c in range(channels):
-                    best, best_index = None, 0
-                    for di in range(kh):
-                        for dj in range(kw):
-                            v = x[b, i * kh + di, j * kw + dj, c]
-                            if best is None or v > best:  # strict: ties first
-                                best, best_index = v, di * kw + dj
-                    pooled[b, i, j, c] = best
-                    indices[b, i, j, c] = best_index
-    return pooled, indices
 
 
 def np_pool_gradient(x, pool_size, upstream):

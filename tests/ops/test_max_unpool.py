@@ -9,46 +9,9 @@ import tensorflow as tf
 
 from keras_segattn.ops import max_pool_with_argmax
 from keras_segattn.ops import max_unpool
+from tests.references import np_max_pool_with_argmax
+from tests.references import np_max_unpool
 from tests.testing import check_numeric_gradients
-
-
-def np_max_unpool(x, indices, pool_size):
-    """Loop reference: each value at its local window position, else 0."""
-    kh, kw = pool_size
-    batch, height, width, channels = x.shape
-    out = np.zeros((batch, height * kh, width * kw, channels), x.dtype)
-    for b in range(batch):
-        for i in range(height):
-            for j in range(width):
-                for c in range(channels):
-                    index = int(indices[b, i, j, c])
-                    if 0 <= index < kh * kw:
-                        di, dj = divmod(index, kw)
-                        out[b, i * kh + di, j * kw + dj, c] = x[b, i, j, c]
-    return out
-
-
-def np_max_pool_with_argmax(x, pool_size):
-    """Loop reference of the pooling (ties to the first element)."""
-    kh, kw = pool_size
-    batch, height, width, channels = x.shape
-    shape = (batch, height // kh, width // kw, channels)
-    pooled = np.zeros(shape, x.dtype)
-    indices = np.zeros(shape, "int32")
-    for b in range(batch):
-        for i in range(height // kh):
-            for j in range(width // kw):
-                for c in range(channels):
-                    window = x[
-                        b, i * kh : (i + 1) * kh, j * kw : (j + 1) * kw, c
-                    ]
-                    best = 0
-                    for k in range(kh * kw):
-                        if window.flat[k] > window.flat[best]:
-                            best = k
-                    pooled[b, i, j, c] = window.flat[best]
-                    indices[b, i, j, c] = best
-    return pooled, indices
 
 
 def random_case(shape, pool_size, seed=0):

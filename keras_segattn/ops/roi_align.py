@@ -1,0 +1,351 @@
+"""RoIAlign (Mask R-CNN) as an exact, vectorised, XLA-compilable op."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
+
+from keras import ops
+
+from keras_segattn.ops import validation
+
+Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+
+
+def _dims(x) -> list:
+    """Each dimension of `x` as a static int, or a scalar tensor if unknown."""
+    dynamic = ops.shape(x)
+    return [
+        static if static is not None else dynamic[axis]
+        for axis, static in enumerate(x.shape)
+    ]
+
+
+class _RoIs(NamedTuple):
+    """Boxes in the flat internal form shared by the RoI ops."""
+
+    coords: Tensor  # [K, 4] float32 (x1, y1, x2, y2); 0 where not `keep`
+    batch_index: Tensor  # [K] int32, clipped to [0, B)
+    keep: Tensor  # [K] bool: not padding, finite, batch index in range
+    batch_shape: list | None  # [B, N] for batched boxes, None for flat
+
+
+def _prepare_features(features, name: str = "features") -> Tensor:
+    features = ops.convert_to_tensor(features)
+    validation.check_rank(features, 4, name)
+    validation.check_floating(features.dtype, name)
+    return features
+
+
+def _prepare_rois(boxes, num_images, name: str = "boxes") -> _RoIs:
+    """Flattens [B, N, 4] or [K, 5] boxes to [K] RoIs with a keep mask.
+
+    A box whose four coordinates are -1 is padding; boxes with a
+    non-finite coordinate and flat rows whose batch index is outside
+    [0, num_images) are dropped as well. Dropped boxes get coordinates 0
+    (so no NaN reaches the arithmetic) and `keep=False`; the ops zero their
+    output, which also zeroes their gradient.
+    """
+    flat = validation.check_roi_boxes(boxes, name)
+    boxes = ops.cast(boxes, "float32")
+    if flat:
+        coords = boxes[:, 1:]
+        batch_value = boxes[:, 0]
+        # torchvision casts with `(int)`, which truncates toward zero.
+        in_range = ops.logical_and(
+            ops.greater(batch_value, -1.0),
+            ops.less(batch_value, ops.cast(num_images, "float32")),
+        )
+        safe_value = ops.where(in_range, batch_value, 0.0)
+        batch_index = ops.cast(safe_value, "int32")
+        batch_shape = None
+    else:
+        batch, num_boxes = _dims(boxes)[:2]
+        coords = ops.reshape(boxes, (-1, 4))
+        batch_index = ops.broadcast_to(
+            ops.expand_dims(ops.arange(batch, dtype="int32"), 1),
+            (batch, num_boxes),
+        )
+        batch_index = ops.reshape(batch_index, (-1,))
+        in_range = ops.less(batch_index, ops.cast(num_images, "int32"))
+        batch_shape = [batch, num_boxes]
+    batch_index = ops.minimum(batch_index, ops.cast(num_images, "int32") - 1)
+    padding = ops.all(ops.equal(coords, -1.0), axis=-1)
+    finite = ops.all(ops.isfinite(coords), axis=-1)
+    keep = ops.logical_and(
+        ops.logical_and(ops.logical_not(padding), finite), in_range
+    )
+    coords = ops.where(ops.expand_dims(keep, -1), coords, 0.0)
+    return _RoIs(coords, batch_index, keep, batch_shape)
+
+
+def _restore_batch(pooled, rois: _RoIs) -> Tensor:
+    """[K, ph, pw, C] -> [B, N, ph, pw, C] for batched boxes."""
+    if rois.batch_shape is None:
+        return pooled
+    return ops.reshape(pooled, (-1, rois.batch_shape[1], *_dims(pooled)[1:]))
+
+
+def _neighbourhood_table(features) -> Tensor:
+    """[B, H, W, C] -> [B * H * W, 4 * C]: each pixel with its right, lower
+    and lower-right neighbours (zero beyond the map), so that one gather
+    fetches all four corners of a bilinear sample.
+    """
+    channels = _dims(features)[3]
+    padded = ops.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    table = ops.concatenate(
+        [
+            padded[:, :-1, :-1],
+            padded[:, :-1, 1:],
+            padded[:, 1:, :-1],
+            padded[:, 1:, 1:],
+        ],
+        axis=-1,
+    )
+    return ops.reshape(table, (-1, 4 * channels))
+
+
+def _divide(x, divisor: int):
+    """float32 `x / divisor`, correctly rounded in every execution mode.
+
+    Grappler and XLA rewrite a division by a constant into a multiplication
+    by its reciprocal, which is off by one ulp for about half of all
+    quotients (e.g. 57 / 7), enough to move a `floor` or `ceil` of a bin
+    edge. Dividing in float64 and rounding to float32 gives the float32
+    quotient of torchvision's kernels whatever the rewrite (for the small
+    integer divisors used here the float64 error cannot reach a float32
+    rounding boundary). The tensors involved are a few numbers per box.
+    """
+    quotient = ops.cast(x, "float64") / float(divisor)
+    return ops.cast(quotient, "float32")
+
+
+def _axis_samples(start, end, scale, size, pooled, sampling_ratio, aligned):
+    """Sample positions along one axis, as in torchvision's CPU kernel.
+
+    Args:
+        start, end: [K] float32 box edges in image pixels.
+        scale: float or [K] float32 spatial scale.
+        size: [K] or scalar float32 map size along this axis.
+
+    Returns:
+        `(low, w_low, w_high)`, each [K, pooled, sampling_ratio]: the lower
+        pixel index (int32) and the two linear-interpolation weights, zero
+        for samples outside [-1, size].
+    """
+    offset = 0.5 if aligned else 0.0
+    roi_start = start * scale - offset
+    roi_end = end * scale - offset
+    roi_size = roi_end - roi_start
+    if not aligned:  # torchvision forces malformed RoIs to 1x1
+        roi_size = ops.maximum(roi_size, 1.0)
+    bin_size = ops.expand_dims(ops.expand_dims(_divide(roi_size, pooled), 1), 2)
+    roi_start = ops.expand_dims(ops.expand_dims(roi_start, 1), 2)
+    bins = ops.reshape(ops.arange(pooled, dtype="float32"), (1, pooled, 1))
+    steps = ops.reshape(
+        ops.arange(sampling_ratio, dtype="float32") + 0.5,
+        (1, 1, sampling_ratio),
+    )
+    # roi_start + p * bin + (i + 0.5) * bin / grid, the kernel's order.
+    coord = (roi_start + bins * bin_size) + _divide(
+        steps * bin_size, sampling_ratio
+    )
+    size = ops.convert_to_tensor(size, "float32")
+    if len(size.shape) == 1:
+        size = ops.reshape(size, (-1, 1, 1))
+    valid = ops.logical_and(
+        ops.greater_equal(coord, -1.0), ops.less_equal(coord, size)
+    )
+    coord = ops.maximum(coord, 0.0)
+    low = ops.floor(coord)
+    at_edge = ops.greater_equal(low, size - 1.0)
+    low = ops.where(at_edge, size - 1.0, low)
+    coord = ops.where(at_edge, low, coord)
+    frac = coord - low
+    zeros = ops.zeros_like(frac)
+    w_low = ops.where(valid, 1.0 - frac, zeros)
+    w_high = ops.where(valid, frac, zeros)
+    # Clamp as integers so that no index leaves the map, even for the NaN
+    # that overflowing coordinates can produce.
+    low = ops.cast(low, "int32")
+    low = ops.minimum(ops.maximum(low, 0), ops.cast(size, "int32") - 1)
+    return low, w_low, w_high
+
+
+def _roi_align_gather(
+    table,
+    rois: _RoIs,
+    base,
+    height,
+    width,
+    scale,
+    output_size: tuple[int, int],
+    sampling_ratio: int,
+    aligned: bool,
+    channels,
+    dtype,
+) -> Tensor:
+    """Bilinear RoIAlign of [K] RoIs from a flat neighbourhood table.
+
+    Args:
+        table: [T, 4 * C] from `_neighbourhood_table` (possibly several
+            maps concatenated).
+        rois: the flat RoIs.
+        base: [K] int32, the table row of pixel (0, 0) of each RoI's map.
+        height, width: scalar or [K] float32 size of each RoI's map.
+        scale: float or [K] float32 spatial scale of each RoI's map.
+
+    Returns:
+        [K, ph, pw, C] in `dtype`.
+    """
+    ph, pw = output_size
+    x1, y1, x2, y2 = (rois.coords[:, i] for i in range(4))
+    y_low, wy_low, wy_high = _axis_samples(
+        y1, y2, scale, height, ph, sampling_ratio, aligned
+    )
+    x_low, wx_low, wx_high = _axis_samples(
+        x1, x2, scale, width, pw, sampling_ratio, aligned
+    )
+    # Average over the grid and zero the dropped RoIs through the weights.
+    keep = ops.cast(rois.keep, "float32") / float(sampling_ratio**2)
+    keep = ops.reshape(keep, (-1, 1, 1))
+    wy_low, wy_high = wy_low * keep, wy_high * keep
+    width_int = ops.cast(ops.convert_to_tensor(width, "float32"), "int32")
+    if len(width_int.shape) == 1:
+        width_int = ops.reshape(width_int, (-1, 1, 1))
+    row_base = ops.reshape(base, (-1, 1, 1)) + y_low * width_int  # [K,ph,S]
+
+    pooled = None
+    for iy in range(sampling_ratio):
+        rows = ops.expand_dims(row_base[:, :, iy], 2)  # [K, ph, 1]
+        wy0 = ops.expand_dims(wy_low[:, :, iy], 2)
+        wy1 = ops.expand_dims(wy_high[:, :, iy], 2)
+        for ix in range(sampling_ratio):
+            index = rows + ops.expand_dims(x_low[:, :, ix], 1)  # [K, ph, pw]
+            wx0 = ops.expand_dims(wx_low[:, :, ix], 1)
+            wx1 = ops.expand_dims(wx_high[:, :, ix], 1)
+            weights = ops.stack(
+                [wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=-1
+            )  # [K, ph, pw, 4], the corner order of the table
+            corners = ops.take(table, index, axis=0)  # [K, ph, pw, 4C]
+            corners = ops.reshape(corners, (-1, ph, pw, 4, channels))
+            term = ops.sum(
+                corners * ops.expand_dims(ops.cast(weights, dtype), -1),
+                axis=3,
+            )
+            pooled = term if pooled is None else pooled + term
+    return pooled
+
+
+def roi_align(
+    features: Tensor,
+    boxes: Tensor,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+    validate: bool = False,
+) -> Tensor:
+    """Pools every box of a feature map to a fixed grid by bilinear sampling.
+
+    RoIAlign of Mask R-CNN (He et al., 2017), matching the numbers of
+    `torchvision.ops.roi_align` (its CPU kernel, roi_align_kernel.cpp).
+    Each box is scaled by `spatial_scale` (and shifted by -0.5 pixel when
+    `aligned`), divided into `output_size` bins, and each bin is the
+    average of `sampling_ratio ** 2` bilinear samples at the centres of a
+    regular grid. A sample outside [-1, H] x [-1, W] contributes 0; other
+    samples clamp their coordinates to [0, H - 1] x [0, W - 1]. With
+    `aligned=False` box sizes are clamped to at least 1 feature pixel.
+
+    Boxes are a padded, static-size batch [B, N, 4] of absolute
+    (x1, y1, x2, y2) image pixels; torchvision's flat [K, 5] form
+    (batch index, x1, y1, x2, y2) is accepted too. A box whose four
+    coordinates are -1 is padding: its output and its gradient are zero,
+    never NaN. So are boxes with a NaN or infinite coordinate and flat
+    rows with a batch index outside [0, B) (`validate=True` raises
+    instead). Boxes with x2 < x1 or y2 < y1 follow torchvision's formulas
+    (a negative bin size with `aligned=True`, a 1-pixel box otherwise).
+
+    The op is vectorised: it gathers the four corners of every sample from
+    a flat [B * H * W, 4 * C] neighbourhood table (in the spirit of TF
+    Model Garden's official/vision/ops/spatial_transform_ops.py), with no
+    Python loop over images, boxes or bins, so it compiles under XLA and
+    accepts an unknown batch size and spatial size. Coordinates are
+    computed in float32 whatever the feature dtype; the interpolation
+    weights are cast to the features' dtype just before multiplying, so
+    float16 features stay float16. The gradient flows to `features` (the
+    bilinear weights scattered back) and, unlike torchvision's, also to
+    `boxes` (the derivative of the weights); wrap boxes in
+    `keras.ops.stop_gradient` for torchvision's behaviour.
+
+    Args:
+        features: float tensor [B, H, W, C].
+        boxes: float tensor [B, N, 4] of (x1, y1, x2, y2) in image pixels,
+            or [K, 5] of (batch index, x1, y1, x2, y2).
+        output_size: int or (height, width). Size of the pooled grid.
+        spatial_scale: float > 0. Maps box coordinates to feature pixels
+            (1/16 for a stride-16 map).
+        sampling_ratio: int > 0. Sample points per bin along each axis.
+            torchvision's adaptive mode (`<= 0`) has a data-dependent
+            sample count that XLA cannot compile, so it is rejected.
+        aligned: bool. Shift boxes by -0.5 pixel so that pixel centres
+            align (Detectron2's ROIAlignV2); False is the original
+            Mask R-CNN op.
+        validate: bool. If True, check the box values eagerly (NaN,
+            x2 < x1, y2 < y1, batch index) and raise `ValueError`; needs
+            concrete boxes, so leave it False inside compiled functions.
+
+    Returns:
+        Tensor [B, N, out_h, out_w, C] (or [K, out_h, out_w, C] for flat
+        boxes) of the features' dtype.
+
+    Raises:
+        ValueError: if `output_size`, `spatial_scale` or `sampling_ratio`
+            is not positive, `features` is not rank 4, `boxes` is not
+            [B, N, 4] or [K, 5], the batch sizes differ, or (with
+            `validate=True`) a box value is invalid.
+        TypeError: if `features` is not floating.
+
+    Example:
+
+    >>> features = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> boxes = np.array([[[0.0, 0.0, 2.0, 2.0]]], "float32")
+    >>> pooled = roi_align(features, boxes, output_size=1, aligned=False)
+    >>> np.asarray(pooled)[0, 0, :, :, 0]
+    array([[5.]], dtype=float32)
+
+    Reference:
+        - [He et al., "Mask R-CNN", ICCV 2017](
+          https://arxiv.org/abs/1703.06870)
+        - `torchvision.ops.roi_align` (pytorch/vision:
+          torchvision/csrc/ops/cpu/roi_align_kernel.cpp)
+    """
+    output_size = validation.standardize_size(output_size, "output_size")
+    spatial_scale = validation.check_positive_float(
+        spatial_scale, "spatial_scale"
+    )
+    sampling_ratio = validation.check_sampling_ratio(sampling_ratio)
+    features = _prepare_features(features)
+    boxes = ops.convert_to_tensor(boxes)
+    validation.check_roi_boxes(boxes)
+    validation.check_roi_batch_sizes(features, boxes)
+    if validate:
+        validation.check_roi_box_values(boxes, num_images=features.shape[0])
+    batch, height, width, channels = _dims(features)
+    rois = _prepare_rois(boxes, batch)
+    base = rois.batch_index * (height * width)
+    pooled = _roi_align_gather(
+        _neighbourhood_table(features),
+        rois,
+        base,
+        ops.cast(height, "float32"),
+        ops.cast(width, "float32"),
+        spatial_scale,
+        output_size,
+        sampling_ratio,
+        bool(aligned),
+        channels,
+        features.dtype,
+    )
+    return _restore_batch(pooled, rois)

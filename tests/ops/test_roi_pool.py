@@ -1,0 +1,382 @@
+"""Tests for `keras_segattn.ops.roi_pool`."""
+
+import math
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.ops import roi_pool
+from keras_segattn.ops.roi_pool import _choose_method
+from keras_segattn.ops.roi_pool import _roi_pool
+from tests.testing import check_numeric_gradients
+
+F32 = np.float32
+METHODS = ["table", "scan"]
+
+
+def _rows(boxes, num_images):
+    boxes = np.asarray(boxes, F32)
+    if boxes.ndim == 2:
+        return boxes
+    index = np.repeat(np.arange(num_images), boxes.shape[1])
+    return np.concatenate([index[:, None].astype(F32), boxes.reshape(-1, 4)], 1)
+
+
+def c_round(value) -> int:
+    """C `round`: half away from zero (exact for float32 inputs)."""
+    value = float(value)
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+def np_roi_pool(features, boxes, output_size, scale=1.0):
+    """Loop reference of torchvision's roi_pool CPU kernel.
+
+    Returns `(pooled, argmax)`, argmax the flat index into `features` of
+    each output element (-1 for empty bins and dropped boxes).
+    """
+    features = np.asarray(features)
+    num_images, height, width, channels = features.shape
+    rows = _rows(boxes, num_images)
+    ph, pw = output_size
+    pooled = np.zeros((len(rows), ph, pw, channels), features.dtype)
+    argmax = -np.ones((len(rows), ph, pw, channels), "int64")
+    for k, row in enumerate(rows):
+        coords = row[1:]
+        if np.all(coords == -1) or not np.all(np.isfinite(coords)):
+            continue
+        if not -1 < row[0] < num_images:
+            continue
+        b = int(row[0])
+        start_w, start_h, end_w, end_h = (
+            c_round(F32(c) * F32(scale)) for c in coords
+        )
+        roi_w = max(end_w - start_w + 1, 1)
+        roi_h = max(end_h - start_h + 1, 1)
+        bin_h, bin_w = F32(roi_h) / F32(ph), F32(roi_w) / F32(pw)
+        for p in range(ph):
+            h0 = int(np.floor(F32(p) * bin_h)) + start_h
+            h1 = int(np.ceil(F32(p + 1) * bin_h)) + start_h
+            h0, h1 = min(max(h0, 0), height), min(max(h1, 0), height)
+            for q in range(pw):
+                w0 = int(np.floor(F32(q) * bin_w)) + start_w
+                w1 = int(np.ceil(F32(q + 1) * bin_w)) + start_w
+                w0, w1 = min(max(w0, 0), width), min(max(w1, 0), width)
+                if h1 <= h0 or w1 <= w0:
+                    continue
+                for c in range(channels):
+                    best, best_at = -np.inf, -1
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            if features[b, h, w, c] > best:  # first wins
+                                best = features[b, h, w, c]
+                                best_at = ((b * height + h) * width + w) * (
+                                    channels
+                                ) + c
+                    pooled[k, p, q, c], argmax[k, p, q, c] = best, best_at
+    if np.asarray(boxes).ndim == 3:
+        shape = np.asarray(boxes).shape[:2]
+        pooled = pooled.reshape(*shape, *pooled.shape[1:])
+        argmax = argmax.reshape(*shape, *argmax.shape[1:])
+    return pooled, argmax
+
+
+def np_roi_pool_grad(features, boxes, output_size, scale, upstream):
+    """Loop reference of the gradient: each bin's to its argmax only."""
+    _, argmax = np_roi_pool(features, boxes, output_size, scale)
+    grad = np.zeros(np.size(features))
+    for index, g in zip(
+        argmax.reshape(-1), np.reshape(upstream, -1), strict=True
+    ):
+        if index >= 0:
+            grad[index] += g
+    return grad.reshape(np.shape(features))
+
+
+def tricky_boxes():
+    """Inside, partly and fully outside, zero-size, x2 < x1, padding, and
+    corners on rounding halves (x * scale = +-2.5, 0.5, 1.5)."""
+    return np.array(
+        [
+            [
+                [1.0, 2.0, 40.0, 30.0],
+                [-30.0, -10.0, 20.0, 25.0],
+                [200.0, 200.0, 260.0, 230.0],
+                [17.0, 13.0, 17.0, 13.0],
+                [-1.0, -1.0, -1.0, -1.0],
+                [-20.0, 4.0, 12.0, 60.0],
+            ],
+            [
+                [30.0, 20.0, 10.0, 5.0],
+                [0.0, 0.0, 72.0, 48.0],
+                [60.0, -40.0, 90.0, 100.0],
+                [3.3, 4.7, 5.1, 6.9],
+                [-8.0, 44.0, 3.0, 52.0],
+                [4.0, 12.0, 20.0, 36.0],
+            ],
+        ],
+        F32,
+    )
+
+
+@pytest.fixture
+def features():
+    return np.random.default_rng(0).normal(size=(2, 6, 9, 3)).astype(F32)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "output_size, scale", [((7, 7), 1 / 8), ((2, 5), 0.125), ((3, 1), 0.1)]
+)
+def test_forward_matches_loops(features, method, output_size, scale):
+    boxes = tricky_boxes()
+    out = _roi_pool(features, boxes, output_size, scale, method=method)
+    ref, _ = np_roi_pool(features, boxes, output_size, scale)
+    assert out.shape == (2, 6, *output_size, 3)
+    np.testing.assert_array_equal(np.asarray(out), ref)
+
+
+def test_public_op_and_auto_method(features):
+    boxes = tricky_boxes()
+    out = roi_pool(features, boxes, (2, 2), 1 / 8)
+    np.testing.assert_array_equal(
+        np.asarray(out), np_roi_pool(features, boxes, (2, 2), 1 / 8)[0]
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_random_boxes_at_spatial_scale_1_16(method):
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(2, 7, 5, 4)).astype(F32)
+    xy = rng.uniform(-40, 130, size=(2, 8, 2)).astype(F32)
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 90, (2, 8, 2))], -1)
+    out = _roi_pool(features, boxes.astype(F32), (3, 4), 1 / 16, method=method)
+    ref, _ = np_roi_pool(features, boxes, (3, 4), 1 / 16)
+    np.testing.assert_array_equal(np.asarray(out), ref)
+
+
+def test_rounding_is_c_round():
+    # x * scale on halves: C rounds 2.5 -> 3, -2.5 -> -3, 0.49999997 -> 0.
+    features = np.arange(100, dtype=F32).reshape(1, 10, 10, 1)
+    boxes = np.array(
+        [[[2.5, 2.5, 5.5, 5.5], [-2.5, -2.5, 2.5, 2.5], [0.49999997] * 4]],
+        F32,
+    )
+    for method in METHODS:
+        out = _roi_pool(features, boxes, 1, 1.0, method=method)
+        np.testing.assert_array_equal(
+            np.asarray(out)[0, :, 0, 0, 0], [66.0, 33.0, 0.0]
+        )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_by_one_map(method):
+    features = np.array([[[[2.0, -3.0]]]], F32)
+    boxes = np.array([[[0.0, 0.0, 1.0, 1.0], [-5.0, -5.0, 0.4, 3.0]]], F32)
+    out = _roi_pool(features, boxes, (2, 3), method=method)
+    ref, _ = np_roi_pool(features, boxes, (2, 3))
+    np.testing.assert_array_equal(np.asarray(out), ref)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flat_form_matches_batched(features, method):
+    boxes = tricky_boxes()
+    flat = _rows(boxes, 2)
+    flat = np.concatenate([flat, [[2.0, 0.0, 0.0, 9.0, 9.0]]], 0)  # bad index
+    out = _roi_pool(features, flat, (3, 2), 1 / 8, method=method)
+    ref, _ = np_roi_pool(features, flat, (3, 2), 1 / 8)
+    assert out.shape == (13, 3, 2, 3)
+    np.testing.assert_array_equal(np.asarray(out), ref)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_dtypes(features, method, dtype):
+    features = features.astype(dtype)
+    out = _roi_pool(features, tricky_boxes(), (3, 3), 1 / 8, method=method)
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    ref, _ = np_roi_pool(features, tricky_boxes(), (3, 3), 1 / 8)
+    np.testing.assert_array_equal(np.asarray(out), ref)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_gradient_goes_to_the_first_argmax(method, dtype):
+    rng = np.random.default_rng(2)
+    # Few distinct values (and -0.0 beside 0.0): many ties in every bin.
+    features = rng.integers(-1, 2, size=(2, 6, 9, 3)).astype(dtype)
+    features[0, :3] = -0.0
+    boxes = tricky_boxes()
+    upstream = rng.normal(size=(2, 6, 3, 2, 3)).astype(dtype)
+    features_t = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(features_t)
+        out = _roi_pool(features_t, boxes, (3, 2), 1 / 8, method=method)
+        loss = tf.reduce_sum(out * upstream)
+    grad = tape.gradient(loss, features_t).numpy()
+    ref = np_roi_pool_grad(features, boxes, (3, 2), 1 / 8, upstream)
+    atol = 1e-2 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(grad.astype("float64"), ref, atol=atol)
+    np.testing.assert_array_equal(
+        np.asarray(out), np_roi_pool(features, boxes, (3, 2), 1 / 8)[0]
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_numeric_gradients(method):
+    rng = np.random.default_rng(3)
+    features = rng.permutation(2 * 5 * 6 * 2).reshape(2, 5, 6, 2) * 0.1
+    boxes = np.array(
+        [[[0, 0, 4, 3], [1, 2, 5, 4]], [[2, 1, 5, 4], [0, 0, 1, 1]]]
+    )
+    boxes = boxes.astype(F32)
+    check_numeric_gradients(
+        tf.function(lambda f: _roi_pool(f, boxes, (2, 2), 1.0, method=method)),
+        [features],
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_padding_boxes_zero_output_and_gradient(features, method):
+    boxes = np.array(
+        [
+            [[-1.0, -1.0, -1.0, -1.0], [np.nan, 0.0, 10.0, 10.0]],
+            [[0.0, 0.0, 40.0, 30.0], [-1.0, -1.0, -1.0, -1.0]],
+        ],
+        F32,
+    )
+    features_t, boxes_t = tf.constant(features), tf.constant(boxes)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([features_t, boxes_t])
+        # scale 1/16: round(-1/16) = 0, so torchvision would pool pixel 0.
+        out = _roi_pool(features_t, boxes_t, 2, 1 / 16, method=method)
+        dropped = tf.reduce_sum(out[0]) + tf.reduce_sum(out[1, 1])
+        total = tf.reduce_sum(out)
+    values = out.numpy()
+    np.testing.assert_array_equal(values[0], 0.0)
+    np.testing.assert_array_equal(values[1, 1], 0.0)
+    assert np.all(np.isfinite(values))
+    grads = tape.gradient(dropped, [features_t, boxes_t])
+    np.testing.assert_array_equal(grads[0].numpy(), 0.0)
+    np.testing.assert_array_equal(grads[1].numpy(), 0.0)
+    grads = tape.gradient(total, [features_t, boxes_t])
+    assert np.abs(grads[0].numpy()).sum() > 0
+    np.testing.assert_array_equal(grads[1].numpy(), 0.0)  # zero, not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_xla_with_unknown_batch(method):
+    spatial = [None, None] if method == "scan" else [6, 9]
+
+    @tf.function(
+        jit_compile=True,
+        input_signature=[
+            tf.TensorSpec([None, *spatial, 3], tf.float32),
+            tf.TensorSpec([None, 6, 4], tf.float32),
+        ],
+    )
+    def pool(features, boxes):
+        return _roi_pool(features, boxes, (2, 3), 1 / 8, method=method)
+
+    rng = np.random.default_rng(4)
+    for batch in (2, 1):
+        features = rng.normal(size=(batch, 6, 9, 3)).astype(F32)
+        boxes = tricky_boxes()[:batch]
+        np.testing.assert_array_equal(
+            pool(features, boxes).numpy(),
+            np_roi_pool(features, boxes, (2, 3), 1 / 8)[0],
+        )
+
+
+def test_xla_gradient_step():
+    features = tf.Variable(
+        np.random.default_rng(5).normal(size=(2, 6, 9, 3)).astype(F32)
+    )
+    boxes = tf.constant(tricky_boxes())
+
+    @tf.function(jit_compile=True)
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(roi_pool(features, boxes, 3, 1 / 8) ** 2)
+        return tape.gradient(loss, features)
+
+    pooled, argmax = np_roi_pool(
+        features.numpy(), tricky_boxes(), (3, 3), 1 / 8
+    )
+    ref = np_roi_pool_grad(
+        features.numpy(), tricky_boxes(), (3, 3), 1 / 8, 2 * pooled
+    )
+    np.testing.assert_allclose(step().numpy(), ref, atol=1e-5)
+
+
+def test_method_choice():
+    boxes = tf.TensorSpec([None, 64, 4])
+    assert _choose_method(
+        tf.TensorSpec([None, None, 50, 8]), boxes, (7, 7)
+    ) == ("scan")
+    assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), boxes, (7, 7)) == (
+        "table"
+    )
+    one_box = tf.TensorSpec([2, 1, 4])
+    assert _choose_method(tf.TensorSpec([2, 200, 200, 8]), one_box, (7, 7)) == (
+        "scan"
+    )
+    with pytest.raises(ValueError, match="static H and W"):
+        tf.function(
+            lambda f: _roi_pool(f, np.zeros((1, 1, 4), F32), 2, method="table")
+        ).get_concrete_function(tf.TensorSpec([1, None, 4, 1]))
+
+
+def test_static_output_shape_with_unknown_batch():
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 8, 8, 4], tf.float32),
+            tf.TensorSpec([None, 6, 4], tf.float32),
+        ]
+    )
+    def pool(features, boxes):
+        out = roi_pool(features, boxes, (7, 5))
+        assert out.shape.as_list() == [None, 6, 7, 5, 4]
+        return out
+
+    pool.get_concrete_function()
+
+
+def test_validate():
+    features = np.zeros((1, 4, 4, 1), F32)
+    with pytest.raises(ValueError, match="Expected x1 <= x2"):
+        roi_pool(features, np.array([[[3.0, 0, 1, 2]]], F32), 2, validate=True)
+    with pytest.raises(ValueError, match="finite"):
+        roi_pool(
+            features, np.array([[[0, np.nan, 1, 2]]], F32), 2, validate=True
+        )
+    roi_pool(features, np.array([[[-1.0, -1, -1, -1]]], F32), 2, validate=True)
+
+
+@pytest.mark.parametrize(
+    "features_shape, boxes_shape, kwargs, match",
+    [
+        ((2, 4, 4), (2, 3, 4), {}, "Invalid rank for argument `features`"),
+        ((2, 4, 4, 1, 1), (2, 3, 4), {}, "Invalid rank"),
+        ((2, 4, 4, 1), (2, 3, 3), {}, re.escape("boxes.shape=(2, 3, 3)")),
+        ((2, 4, 4, 1), (3, 4), {}, "Invalid shape for argument `boxes`"),
+        ((2, 4, 4, 1), (2, 3, 4, 1), {}, "Invalid rank for argument `boxes`"),
+        ((2, 4, 4, 1), (1, 3, 4), {}, "Mismatched batch sizes"),
+        ((2, 4, 4, 1), (2, 3, 4), {"output_size": 0}, "output_size=0"),
+        ((2, 4, 4, 1), (2, 3, 4), {"output_size": (1, 2, 3)}, "output_size"),
+        ((2, 4, 4, 1), (2, 3, 4), {"spatial_scale": -1.0}, "spatial_scale"),
+    ],
+)
+def test_invalid_inputs(features_shape, boxes_shape, kwargs, match):
+    kwargs = {"output_size": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        roi_pool(
+            np.zeros(features_shape, F32), np.zeros(boxes_shape, F32), **kwargs
+        )
+
+
+def test_integer_features_raise_type_error():
+    with pytest.raises(TypeError, match="features.dtype=int32"):
+        roi_pool(np.zeros((1, 2, 2, 1), "int32"), np.zeros((1, 1, 4)), 2)

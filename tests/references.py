@@ -1,0 +1,68 @@
+"""Independent NumPy loop references shared by the op, layer and model tests.
+
+Each function spells out the published semantics with explicit loops and
+never calls the code under test.
+"""
+
+import numpy as np
+
+
+def np_upsample_filt(size):
+    """FCN's `upsample_filt` (fcn.berkeleyvision.org surgery.py), as loops."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    filt = np.zeros((size, size), "float64")
+    for i in range(size):
+        for j in range(size):
+            filt[i, j] = (1 - abs(i - center) / factor) * (
+                1 - abs(j - center) / factor
+            )
+    return filt
+
+
+def np_bilinear_kernel(factor, channels):
+    """The Conv2DTranspose kernel [k, k, C, C]: `upsample_filt` per channel."""
+    size = 2 * factor - factor % 2
+    filt = np_upsample_filt(size)
+    kernel = np.zeros((size, size, channels, channels), "float64")
+    for c in range(channels):
+        kernel[:, :, c, c] = filt
+    return kernel
+
+
+def np_max_pool_with_argmax(x, pool_size):
+    """Loop reference: window max and its row-major local index, ties first."""
+    kh, kw = pool_size
+    batch, height, width, channels = x.shape
+    shape = (batch, height // kh, width // kw, channels)
+    pooled = np.zeros(shape, x.dtype)
+    indices = np.zeros(shape, "int32")
+    for b in range(batch):
+        for i in range(height // kh):
+            for j in range(width // kw):
+                for c in range(channels):
+                    best, best_index = None, 0
+                    for di in range(kh):
+                        for dj in range(kw):
+                            v = x[b, i * kh + di, j * kw + dj, c]
+                            if best is None or v > best:  # strict: ties first
+                                best, best_index = v, di * kw + dj
+                    pooled[b, i, j, c] = best
+                    indices[b, i, j, c] = best_index
+    return pooled, indices
+
+
+def np_max_unpool(x, indices, pool_size):
+    """Loop reference: each value at its local window position, else 0."""
+    kh, kw = pool_size
+    batch, height, width, channels = x.shape
+    out = np.zeros((batch, height * kh, width * kw, channels), x.dtype)
+    for b in range(batch):
+        for i in range(height):
+            for j in range(width):
+                for c in range(channels):
+                    index = int(indices[b, i, j, c])
+                    if 0 <= index < kh * kw:
+                        di, dj = divmod(index, kw)
+                        out[b, i * kh + di, j * kw + dj, c] = x[b, i, j, c]
+    return out
