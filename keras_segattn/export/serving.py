@@ -225,24 +225,34 @@ def write_serving_archive(
         The path of the written version directory.
     """
     version = _check_version(version)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        SERVING_KEY,
+    # A plain `tf.Module` rather than `keras.export.ExportArchive`: in Keras
+    # 3.15 the archive checkpoints every variable twice (the Keras variables
+    # and the `tf.Variable`s they wrap), doubling the SavedModel. Tracking
+    # only the wrapped `tf.Variable`s that the functions capture stores each
+    # once and keeps the graph loadable by TF1-style loaders (TF Serving).
+    module = tf.Module()
+    module.model_variables = [v.value for v in model.variables]
+    module.serve = tf.function(
         serve_images,
         input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
         ],
     )
-    archive.add_endpoint(
-        "serving_image_bytes",
+    module.serve_image_bytes = tf.function(
         lambda image_bytes: serve_images(
             decode_image_bytes(image_bytes, channels)
         ),
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
     path = os.path.join(os.fspath(export_dir), str(version))
-    archive.write_out(path, verbose=False)
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            SERVING_KEY: module.serve,
+            "serving_image_bytes": module.serve_image_bytes,
+        },
+    )
     if warmup_images is not None:
         write_warmup_requests(path, warmup_images)
     return path

@@ -269,3 +269,11 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
             "tf_serving_warmup_requests").exists()
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_variables_are_stored_once(exported):
+    # Keras's ExportArchive checkpoints every variable twice; ours must not.
+    model, path = exported
+    data = tf.io.gfile.glob(f"{path}/variables/variables.data-*")
+    stored = sum(tf.io.gfile.stat(f).length for f in data)
+    assert stored < 1.5 * 4 * model.count_params() + 4096
