@@ -13,7 +13,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml | $(PY)
+$(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev]"
 	# tensorflow-serving-api requires the `tensorflow` wheel by name, which
 	# would pull in a second TensorFlow beside tensorflow-cpu: install it
