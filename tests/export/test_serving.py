@@ -204,14 +204,18 @@ def test_image_bytes_signature_matches_uint8_signature(exported):
     reloaded = tf.saved_model.load(path)
     images = _images(batch=2)
     by_bytes = reloaded.signatures["serving_image_bytes"](
-        image_bytes=_encode(images, "png"))
+        image_bytes=_encode(images, "png")
+    )
     by_pixels = reloaded.signatures["serving_default"](
-        images=tf.constant(images))
+        images=tf.constant(images)
+    )
     for key in ("masks", "probabilities"):
-        np.testing.assert_array_equal(by_bytes[key].numpy(),
-                                      by_pixels[key].numpy())
+        np.testing.assert_array_equal(
+            by_bytes[key].numpy(), by_pixels[key].numpy()
+        )
     jpeg = reloaded.signatures["serving_image_bytes"](
-        image_bytes=_encode(images, "jpeg"))
+        image_bytes=_encode(images, "jpeg")
+    )
     assert jpeg["masks"].shape == (2, 12, 10)
 
 
@@ -220,8 +224,9 @@ def test_image_bytes_empty_and_corrupt(exported):
     signature = tf.saved_model.load(path).signatures["serving_image_bytes"]
     empty = signature(image_bytes=tf.constant([], tf.string))
     assert empty["masks"].shape[0] == 0
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="Unknown image file format|decode"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Unknown image file format|decode"
+    ):
         signature(image_bytes=tf.constant([b"not an image"]))
 
 
@@ -231,11 +236,11 @@ def test_warmup_requests_parse_and_run(tmp_path):
     from keras_segattn.export import write_warmup_requests
 
     model = _tiny_segmenter()
-    samples = [_images(batch=1, height=9, width=7, seed=s)[0]
-               for s in range(3)]
+    samples = [_images(batch=1, height=9, width=7, seed=s)[0] for s in range(3)]
     path = export_for_serving(model, tmp_path, warmup_images=samples)
-    warmup = tf.io.gfile.join(path, "assets.extra",
-                              "tf_serving_warmup_requests")
+    warmup = tf.io.gfile.join(
+        path, "assets.extra", "tf_serving_warmup_requests"
+    )
     signature = tf.saved_model.load(path).signatures["serving_default"]
     records = list(tf.data.TFRecordDataset(warmup).as_numpy_iterator())
     assert len(records) == 3
@@ -245,8 +250,7 @@ def test_warmup_requests_parse_and_run(tmp_path):
         assert request.model_spec.signature_name == "serving_default"
         images = tf.make_ndarray(request.inputs["images"])
         np.testing.assert_array_equal(images[0], sample)
-        assert signature(images=tf.constant(images))["masks"].shape == (
-            1, 9, 7)
+        assert signature(images=tf.constant(images))["masks"].shape == (1, 9, 7)
     with pytest.raises(ValueError, match="Received: an empty sequence"):
         write_warmup_requests(path, [])
 
@@ -258,15 +262,29 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
     model.save(tmp_path / "m.keras")
     samples = tmp_path / "samples"
     samples.mkdir()
-    tf.io.write_file(str(samples / "a.png"),
-                     tf.io.encode_png(_images(batch=1)[0]))
-    assert main([str(tmp_path / "m.keras"), "--output-dir",
-                 str(tmp_path / "out"), "--version", "2",
-                 "--inference-size", "8", "--warmup-images",
-                 str(samples)]) == 0
+    tf.io.write_file(
+        str(samples / "a.png"), tf.io.encode_png(_images(batch=1)[0])
+    )
+    assert (
+        main(
+            [
+                str(tmp_path / "m.keras"),
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--version",
+                "2",
+                "--inference-size",
+                "8",
+                "--warmup-images",
+                str(samples),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip().endswith("/2")
-    assert (tmp_path / "out" / "2" / "assets.extra" /
-            "tf_serving_warmup_requests").exists()
+    assert (
+        tmp_path / "out" / "2" / "assets.extra" / "tf_serving_warmup_requests"
+    ).exists()
     with pytest.raises(SystemExit):
         main(["--help"])
 
