@@ -8,3 +8,9 @@ from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D
 from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
 from keras_segattn.layers.roi_align import RoIAlign
 from keras_segattn.layers.roi_pool import RoIPool
+from keras_segattn.layers.spatial_transformer import SpatialTransformer
+from keras_segattn.layers.spatial_transformer import build_localization_head
+from keras_segattn.layers.spatial_transformer import identity_transform
+from keras_segattn.layers.spatial_transformer import (
+    identity_transform_initializer,
+)

@@ -5,11 +5,18 @@ its Python arguments and static shapes here, raising `ValueError` (or
 `TypeError`) that names the argument, the expectation and what was received.
 Only static shapes and Python values are read, so the checks run while a
 functional graph is built and add nothing to the compiled computation.
+The module also holds the `Tensor` alias and `shape_list`, which the ops
+share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from keras import ops
+
+Tensor = Any  # a backend tensor, KerasTensor or NumPy array
 
 
 def _shape_tuple(shape) -> tuple:
@@ -24,6 +31,19 @@ def static_shape(x) -> tuple:
     """Returns the static shape of a tensor, KerasTensor or shape as a tuple."""
     shape = getattr(x, "shape", x)
     return _shape_tuple(shape)
+
+
+def shape_list(x) -> list:
+    """Each dimension of tensor `x`: a static int, or a scalar tensor if unknown.
+
+    For reshapes that must stay static where the shape is known (XLA) and
+    still work with an unknown batch or spatial size.
+    """
+    dynamic = ops.shape(x)
+    return [
+        static if static is not None else dynamic[axis]
+        for axis, static in enumerate(x.shape)
+    ]
 
 
 def check_rank(x, expected_ranks, name: str) -> tuple:
@@ -109,6 +129,27 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """Returns `int(value)` or raises `ValueError` unless an int (not a bool)
+    and, when `minimum` is given, at least `minimum`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+    ):
+        expected = "an int" if minimum is None else f"an integer >= {minimum}"
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {expected}. "
+            f"Received: {name}={value!r}."
+        )
+    return int(value)
+
+
+def check_num_classes(num_classes) -> int:
+    """Returns `num_classes` or raises `ValueError` unless an int >= 1."""
+    return check_int(num_classes, "num_classes", minimum=1)
+
+
 def check_one_of(value, allowed: Sequence, name: str):
     """Returns `value` or raises `ValueError` unless it is in `allowed`."""
     if value not in allowed:
@@ -119,11 +160,10 @@ def check_one_of(value, allowed: Sequence, name: str):
     return value
 
 
-def standardize_size(value, name: str) -> tuple[int, int]:
-    """Normalises an int or a pair to a `(height, width)` tuple of ints > 0.
-
-    Accepts lists too, since JSON configs turn tuples into lists.
-    """
+def _standardize_pair(
+    value, name: str, minimum: int, expected: str
+) -> tuple[int, int]:
+    """An int or a pair (tuple or list) -> a pair of ints >= `minimum`."""
     received = value
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
@@ -131,16 +171,28 @@ def standardize_size(value, name: str) -> tuple[int, int]:
         not isinstance(value, (tuple, list))
         or len(value) != 2
         or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum
             for v in value
         )
     ):
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a strictly "
-            f"positive int or a pair of them (height, width). "
+            f"Invalid value for argument `{name}`. Expected {expected}. "
             f"Received: {name}={received!r}."
         )
     return (int(value[0]), int(value[1]))
+
+
+def standardize_size(value, name: str) -> tuple[int, int]:
+    """Normalises an int or a pair to a `(height, width)` tuple of ints > 0.
+
+    Accepts lists too, since JSON configs turn tuples into lists.
+    """
+    return _standardize_pair(
+        value,
+        name,
+        minimum=1,
+        expected="a strictly positive int or a pair of them (height, width)",
+    )
 
 
 def check_same_static_shape(x, y, x_name: str, y_name: str) -> tuple:
@@ -173,22 +225,12 @@ def standardize_offset(value, name: str) -> tuple[int, int]:
     Like `standardize_size` but zero is allowed (a crop offset). Accepts
     lists too, since JSON configs turn tuples into lists.
     """
-    received = value
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for v in value
-        )
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a non-negative "
-            f"int or a pair of them (y, x). Received: {name}={received!r}."
-        )
-    return (int(value[0]), int(value[1]))
+    return _standardize_pair(
+        value,
+        name,
+        minimum=0,
+        expected="a non-negative int or a pair of them (y, x)",
+    )
 
 
 def check_roi_boxes(boxes, name: str = "boxes") -> bool:
