@@ -34,7 +34,7 @@ def static_shape(x) -> tuple:
 
 
 def shape_list(x) -> list:
-    """Each dimension of tensor `x`: a static int, or a scalar tensor if unknown.
+    """Each dimension of tensor `x`: a static int, or a scalar tensor if not.
 
     For reshapes that must stay static where the shape is known (XLA) and
     still work with an unknown batch or spatial size.
@@ -148,6 +148,18 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
 def check_num_classes(num_classes) -> int:
     """Returns `num_classes` or raises `ValueError` unless an int >= 1."""
     return check_int(num_classes, "num_classes", minimum=1)
+
+
+def check_void_label(value, name: str = "void_label") -> int | None:
+    """Returns `value` or raises `ValueError` unless None or an int label."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected None or an "
+            f"integer label. Received: {name}={value!r}."
+        )
+    return value
 
 
 def check_one_of(value, allowed: Sequence, name: str):
