@@ -66,3 +66,15 @@ def np_max_unpool(x, indices, pool_size):
                         di, dj = divmod(index, kw)
                         out[b, i * kh + di, j * kw + dj, c] = x[b, i, j, c]
     return out
+
+
+def np_roi_rows(boxes, num_images):
+    """Batched [B, N, 4] or flat [K, 5] boxes -> flat float32 [K, 5] rows of
+    (batch index, x1, y1, x2, y2), torchvision's RoI format."""
+    boxes = np.asarray(boxes, np.float32)
+    if boxes.ndim == 2:
+        return boxes
+    index = np.repeat(np.arange(num_images), boxes.shape[1])
+    return np.concatenate(
+        [index[:, None].astype(np.float32), boxes.reshape(-1, 4)], 1
+    )

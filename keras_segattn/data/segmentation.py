@@ -103,6 +103,16 @@ def _check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _check_split(split, splits: Sequence[str]) -> str:
+    """Returns `split` or raises `ValueError` unless it is one of `splits`."""
+    if split not in splits:
+        raise ValueError(
+            f"Invalid value for argument `split`. Expected one of {splits}. "
+            f"Received: split={split!r}"
+        )
+    return split
+
+
 def _check_optional_int(value, name: str) -> int | None:
     if value is None:
         return None
@@ -408,8 +418,9 @@ def _build_pipeline(
     standardize: Callable[..., tuple[Tensor, Tensor]],
     *,
     batch_size: int,
-    shuffle: bool,
-    augment: bool,
+    training: bool,
+    shuffle: bool | None,
+    augment: bool | None,
     seed: int | None,
     deterministic: bool,
     void_label: int | None,
@@ -418,7 +429,12 @@ def _build_pipeline(
     shuffle_buffer_size: int,
 ) -> tf.data.Dataset:
     """elements -> [shuffle] -> standardize -> [cache, shuffle] -> batch ->
-    [augment] -> prefetch."""
+    [augment] -> prefetch. `shuffle` and `augment` default to `training`."""
+    training = bool(training)
+    shuffle = training if shuffle is None else bool(shuffle)
+    augment = training if augment is None else bool(augment)
+    deterministic, cache = bool(deterministic), bool(cache)
+    drop_remainder = bool(drop_remainder)
     if deterministic and seed is None:
         seed = 0
     autotune = tf.data.AUTOTUNE
@@ -673,18 +689,18 @@ def load_segmentation_directory(
     elements = tf.data.Dataset.from_tensor_slices(
         ([str(p) for p in image_paths], [str(p) for p in mask_paths])
     )
-    training = bool(training)
     return _build_pipeline(
         elements,
         read,
         batch_size=batch_size,
-        shuffle=training if shuffle is None else bool(shuffle),
-        augment=training if augment is None else bool(augment),
+        training=training,
+        shuffle=shuffle,
+        augment=augment,
         seed=seed,
-        deterministic=bool(deterministic),
+        deterministic=deterministic,
         void_label=void_label,
-        cache=bool(cache),
-        drop_remainder=bool(drop_remainder),
+        cache=cache,
+        drop_remainder=drop_remainder,
         shuffle_buffer_size=len(stems),
     )
 
@@ -768,18 +784,18 @@ def prepare_segmentation_dataset(
     )
     standardize = _make_standardize(image_size, label_map, void_label)
     name = tf.constant("(example)")
-    training = bool(training)
     return _build_pipeline(
         dataset,
         lambda image, mask: standardize(image, mask, name),
         batch_size=batch_size,
-        shuffle=training if shuffle is None else bool(shuffle),
-        augment=training if augment is None else bool(augment),
+        training=training,
+        shuffle=shuffle,
+        augment=augment,
         seed=seed,
-        deterministic=bool(deterministic),
+        deterministic=deterministic,
         void_label=void_label,
-        cache=bool(cache),
-        drop_remainder=bool(drop_remainder),
+        cache=cache,
+        drop_remainder=drop_remainder,
         shuffle_buffer_size=shuffle_buffer_size,
     )
 

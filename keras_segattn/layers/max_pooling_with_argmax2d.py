@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_segattn.ops import validation
+from keras_segattn.ops.max_pool_with_argmax import _pooled_shape
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 
 
@@ -66,18 +67,7 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         return max_pool_with_argmax(inputs, self.pool_size)
 
     def compute_output_shape(self, input_shape):
-        input_shape = validation.check_rank(input_shape, 4, "inputs")
-        validation.check_divisible(
-            input_shape, (1, 2), self.pool_size, "inputs"
-        )
-        batch, height, width, channels = input_shape
-        kh, kw = self.pool_size
-        shape = (
-            batch,
-            None if height is None else height // kh,
-            None if width is None else width // kw,
-            channels,
-        )
+        shape = _pooled_shape(input_shape, self.pool_size)
         return shape, shape
 
     def compute_output_spec(self, inputs):

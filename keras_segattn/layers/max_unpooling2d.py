@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_segattn.ops import validation
+from keras_segattn.ops.max_unpool import _unpooled_shape
 from keras_segattn.ops.max_unpool import max_unpool
 
 
@@ -65,19 +66,7 @@ class MaxUnpooling2D(keras.layers.Layer):
         return max_unpool(inputs, indices, self.pool_size)
 
     def compute_output_shape(self, inputs_shape, indices_shape):
-        inputs_shape = validation.check_rank(inputs_shape, 4, "inputs")
-        validation.check_rank(indices_shape, 4, "indices")
-        validation.check_same_static_shape(
-            inputs_shape, indices_shape, "inputs", "indices"
-        )
-        batch, height, width, channels = inputs_shape
-        kh, kw = self.pool_size
-        return (
-            batch,
-            None if height is None else height * kh,
-            None if width is None else width * kw,
-            channels,
-        )
+        return _unpooled_shape(inputs_shape, indices_shape, self.pool_size)
 
     def compute_output_spec(self, inputs, indices):
         validation.check_floating(inputs.dtype, "inputs")

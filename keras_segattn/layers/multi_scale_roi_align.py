@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.layers.roi_align import _check_bounding_box_format
-from keras_segattn.layers.roi_align import _to_xyxy
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops import validation
 from keras_segattn.ops.multilevel_roi_align import _pyramid_levels
 from keras_segattn.ops.multilevel_roi_align import multilevel_roi_align
@@ -17,14 +16,9 @@ from keras_segattn.ops.multilevel_roi_align import multilevel_roi_align
 def _split_levels(features, boxes):
     """Accepts `layer(levels, boxes)` and `layer([levels, boxes])`, where
     `levels` is a list of maps or a single map."""
-    if boxes is None:
-        if not isinstance(features, (list, tuple)) or len(features) != 2:
-            raise ValueError(
-                "Expected the layer to be called on `(features, boxes)` or "
-                "`[features, boxes]`, `features` being a list of pyramid "
-                "levels. Received a single input without `boxes`."
-            )
-        features, boxes = features
+    features, boxes = _roi_common.split_inputs(
+        features, boxes, ", `features` being a list of pyramid levels"
+    )
     if not isinstance(features, (list, tuple)):
         features = [features]
     return list(features), boxes
@@ -120,15 +114,10 @@ class MultiScaleRoIAlign(keras.layers.Layer):
         self.canonical_scale = validation.check_positive_float(
             canonical_scale, "canonical_scale"
         )
-        if isinstance(canonical_level, bool) or not isinstance(
-            canonical_level, int
-        ):
-            raise ValueError(
-                "Invalid value for argument `canonical_level`. Expected an "
-                f"int. Received: canonical_level={canonical_level!r}."
-            )
-        self.canonical_level = int(canonical_level)
-        self.bounding_box_format = _check_bounding_box_format(
+        self.canonical_level = validation.check_int(
+            canonical_level, "canonical_level"
+        )
+        self.bounding_box_format = _roi_common.check_bounding_box_format(
             bounding_box_format
         )
 
@@ -136,7 +125,7 @@ class MultiScaleRoIAlign(keras.layers.Layer):
         levels, boxes = _split_levels(features, boxes)
         return multilevel_roi_align(
             [ops.cast(f, self.compute_dtype) for f in levels],
-            _to_xyxy(boxes, self.bounding_box_format),
+            _roi_common.to_xyxy(boxes, self.bounding_box_format),
             self.output_size,
             self.spatial_scales,
             self.sampling_ratio,
@@ -169,10 +158,9 @@ class MultiScaleRoIAlign(keras.layers.Layer):
         for i, shape in enumerate(levels):
             shape = validation.check_rank(shape, 4, f"features[{i}]")
             channels = shape[-1] if channels is None else channels
-        flat = validation.check_roi_boxes(boxes_shape, "boxes")
-        validation.check_roi_batch_sizes(levels[0], boxes_shape)
-        leading = (boxes_shape[0],) if flat else tuple(boxes_shape[:2])
-        return (*leading, *self.output_size, channels)
+        return _roi_common.pooled_shape(
+            levels[0], boxes_shape, self.output_size, channels
+        )
 
     def get_config(self) -> dict:
         return {

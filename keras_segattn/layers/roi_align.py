@@ -5,72 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-from keras import ops
 
+from keras_segattn.layers import _roi_common
+from keras_segattn.layers._roi_common import BOUNDING_BOX_FORMATS  # noqa: F401
 from keras_segattn.ops import validation
 from keras_segattn.ops.roi_align import roi_align as roi_align_op
-
-# Absolute formats of `keras.utils.bounding_boxes.convert_format`; the
-# relative ones need the image size, which these layers do not see.
-BOUNDING_BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
-
-
-def _check_bounding_box_format(value) -> str:
-    if isinstance(value, str) and value.lower().startswith("rel_"):
-        raise ValueError(
-            "Invalid value for argument `bounding_box_format`. Relative "
-            "formats need the image size; convert the boxes to absolute "
-            "pixels first (keras.utils.bounding_boxes.convert_format with "
-            f"height and width). Expected one of {list(BOUNDING_BOX_FORMATS)}"
-            f". Received: bounding_box_format={value!r}."
-        )
-    value = value.lower() if isinstance(value, str) else value
-    return validation.check_one_of(
-        value, BOUNDING_BOX_FORMATS, "bounding_box_format"
-    )
-
-
-def _split_inputs(features, boxes):
-    """Accepts `layer(features, boxes)` and `layer([features, boxes])`."""
-    if boxes is None:
-        if not isinstance(features, (list, tuple)) or len(features) != 2:
-            raise ValueError(
-                "Expected the layer to be called on `(features, boxes)` or "
-                "`[features, boxes]`. Received a single input without "
-                "`boxes`."
-            )
-        features, boxes = features
-    return features, boxes
-
-
-def _to_xyxy(boxes, bounding_box_format: str):
-    """float32 boxes in `bounding_box_format` -> (x1, y1, x2, y2).
-
-    Converts with `keras.utils.bounding_boxes.convert_format`, keeping the
-    flat form's batch-index column and the padding convention: a box
-    whose four coordinates are -1 in the source format stays four -1.
-    """
-    boxes = ops.cast(boxes, "float32")
-    if bounding_box_format == "xyxy":
-        return boxes
-    flat = len(boxes.shape) == 2
-    coords = boxes[:, 1:] if flat else boxes
-    padding = ops.all(ops.equal(coords, -1.0), axis=-1, keepdims=True)
-    converted = keras.utils.bounding_boxes.convert_format(
-        coords, source=bounding_box_format, target="xyxy", dtype="float32"
-    )
-    converted = ops.where(padding, -ops.ones_like(converted), converted)
-    if flat:
-        return ops.concatenate([boxes[:, :1], converted], axis=-1)
-    return converted
-
-
-def _roi_output_shape(features_shape, boxes_shape, output_size) -> tuple:
-    features_shape = validation.check_rank(features_shape, 4, "features")
-    flat = validation.check_roi_boxes(boxes_shape, "boxes")
-    validation.check_roi_batch_sizes(features_shape, boxes_shape)
-    leading = (boxes_shape[0],) if flat else tuple(boxes_shape[:2])
-    return (*leading, *output_size, features_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
@@ -152,15 +91,15 @@ class RoIAlign(keras.layers.Layer):
         )
         self.sampling_ratio = validation.check_sampling_ratio(sampling_ratio)
         self.aligned = bool(aligned)
-        self.bounding_box_format = _check_bounding_box_format(
+        self.bounding_box_format = _roi_common.check_bounding_box_format(
             bounding_box_format
         )
 
     def call(self, features, boxes=None):
-        features, boxes = _split_inputs(features, boxes)
+        features, boxes = _roi_common.call_inputs(self, features, boxes)
         return roi_align_op(
-            ops.cast(features, self.compute_dtype),
-            _to_xyxy(boxes, self.bounding_box_format),
+            features,
+            boxes,
             self.output_size,
             self.spatial_scale,
             self.sampling_ratio,
@@ -168,8 +107,9 @@ class RoIAlign(keras.layers.Layer):
         )
 
     def compute_output_shape(self, features_shape, boxes_shape=None):
-        features_shape, boxes_shape = _split_inputs(features_shape, boxes_shape)
-        return _roi_output_shape(features_shape, boxes_shape, self.output_size)
+        return _roi_common.output_shape(
+            features_shape, boxes_shape, self.output_size
+        )
 
     def get_config(self) -> dict:
         return {

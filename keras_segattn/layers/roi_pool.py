@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-from keras import ops
 
-from keras_segattn.layers.roi_align import _check_bounding_box_format
-from keras_segattn.layers.roi_align import _roi_output_shape
-from keras_segattn.layers.roi_align import _split_inputs
-from keras_segattn.layers.roi_align import _to_xyxy
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops import validation
 from keras_segattn.ops.roi_pool import roi_pool as roi_pool_op
 
@@ -87,22 +83,20 @@ class RoIPool(keras.layers.Layer):
         self.spatial_scale = validation.check_positive_float(
             spatial_scale, "spatial_scale"
         )
-        self.bounding_box_format = _check_bounding_box_format(
+        self.bounding_box_format = _roi_common.check_bounding_box_format(
             bounding_box_format
         )
 
     def call(self, features, boxes=None):
-        features, boxes = _split_inputs(features, boxes)
+        features, boxes = _roi_common.call_inputs(self, features, boxes)
         return roi_pool_op(
-            ops.cast(features, self.compute_dtype),
-            _to_xyxy(boxes, self.bounding_box_format),
-            self.output_size,
-            self.spatial_scale,
+            features, boxes, self.output_size, self.spatial_scale
         )
 
     def compute_output_shape(self, features_shape, boxes_shape=None):
-        features_shape, boxes_shape = _split_inputs(features_shape, boxes_shape)
-        return _roi_output_shape(features_shape, boxes_shape, self.output_size)
+        return _roi_common.output_shape(
+            features_shape, boxes_shape, self.output_size
+        )
 
     def get_config(self) -> dict:
         return {

@@ -5,16 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-
-def _check_void_label(value, name: str = "void_label") -> int | None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int)
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected None or an "
-            f"integer label. Received: {name}={value!r}."
-        )
-    return value
+from keras_segattn.ops import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
@@ -56,7 +47,9 @@ class MaskedPixelAccuracy(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
-        self.ignore_class = _check_void_label(ignore_class, "ignore_class")
+        self.ignore_class = validation.check_void_label(
+            ignore_class, "ignore_class"
+        )
         self.sparse_y_pred = bool(sparse_y_pred)
         self.correct = self.add_variable(
             shape=(), initializer="zeros", name="correct", dtype="float32"
@@ -131,16 +124,8 @@ def segmentation_metrics(
         ValueError: if `num_classes < 1` or `void_label` is not None or an
             int.
     """
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `num_classes`. Expected an integer "
-            f">= 1. Received: num_classes={num_classes!r}."
-        )
-    void_label = _check_void_label(void_label)
+    validation.check_num_classes(num_classes)
+    void_label = validation.check_void_label(void_label)
     return [
         keras.metrics.MeanIoU(
             num_classes=num_classes,

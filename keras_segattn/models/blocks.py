@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 
 from keras_segattn.initializers import BilinearUpsampling
 from keras_segattn.layers import CropToMatch
 from keras_segattn.ops import validation
-
-Tensor = Any  # a KerasTensor while the functional graph is built
+from keras_segattn.ops.validation import Tensor  # a KerasTensor here
+from keras_segattn.ops.validation import check_num_classes
 
 FCN_VARIANTS = ("32s", "16s", "8s")
 _FUSE_MODES = ("add", "concat")
@@ -31,28 +30,9 @@ def bilinear_kernel_size(factor: int) -> int:
     return 2 * factor - factor % 2
 
 
-def check_num_classes(num_classes) -> int:
-    """Returns `num_classes` or raises `ValueError` unless an int >= 1."""
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `num_classes`. Expected an integer "
-            f">= 1. Received: num_classes={num_classes!r}."
-        )
-    return int(num_classes)
-
-
 def check_fcn_variant(variant) -> str:
     """Returns `variant` or raises `ValueError` unless one of FCN's."""
-    if variant not in FCN_VARIANTS:
-        raise ValueError(
-            "Invalid value for argument `variant`. Expected one of "
-            f"{list(FCN_VARIANTS)}. Received: variant={variant!r}."
-        )
-    return variant
+    return validation.check_one_of(variant, FCN_VARIANTS, "variant")
 
 
 def apply_conv_block(
@@ -227,15 +207,7 @@ def apply_upsample_block(
     """
     factor = validation.check_positive_int(factor, "factor")
     validation.check_one_of(fuse, _FUSE_MODES, "fuse")
-    if (
-        isinstance(num_convs, bool)
-        or not isinstance(num_convs, int)
-        or num_convs < 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `num_convs`. Expected an integer "
-            f">= 0. Received: num_convs={num_convs!r}."
-        )
+    validation.check_int(num_convs, "num_convs", minimum=0)
     validation.check_rank(x, 4, "x")
     if filters is not None:
         filters = validation.check_positive_int(filters, "filters")

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from keras import ops
 
 from keras_segattn.ops import validation
+from keras_segattn.ops.validation import Tensor
 
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
 
-
-def _dims(x) -> list:
-    """Each dimension of `x` as a static int, or a scalar tensor if unknown."""
-    dynamic = ops.shape(x)
-    return [
-        static if static is not None else dynamic[axis]
-        for axis, static in enumerate(x.shape)
-    ]
+def _pooled_shape(inputs_shape, pool_size: tuple[int, int]) -> tuple:
+    """Checks the static shape of `inputs` (rank 4, H and W divisible by the
+    pool size); returns the pooled shape [B, H / kh, W / kw, C]."""
+    inputs_shape = validation.check_rank(inputs_shape, 4, "inputs")
+    validation.check_divisible(inputs_shape, (1, 2), pool_size, "inputs")
+    batch, height, width, channels = inputs_shape
+    kh, kw = pool_size
+    return (
+        batch,
+        None if height is None else height // kh,
+        None if width is None else width // kw,
+        channels,
+    )
 
 
 def max_pool_with_argmax(
@@ -76,12 +80,11 @@ def max_pool_with_argmax(
     """
     kh, kw = validation.standardize_size(pool_size, "pool_size")
     inputs = ops.convert_to_tensor(inputs)
-    validation.check_rank(inputs, 4, "inputs")
     validation.check_floating(inputs.dtype, "inputs")
-    validation.check_divisible(inputs, (1, 2), (kh, kw), "inputs")
+    _pooled_shape(inputs.shape, (kh, kw))
     window = kh * kw
 
-    _, height, width, channels = _dims(inputs)
+    _, height, width, channels = validation.shape_list(inputs)
     out_h, out_w = height // kh, width // kw
     # [B, H, W, C] -> [B, H/kh, kh, W/kw, kw, C] -> [B, H/kh, W/kw, kh*kw, C].
     x = ops.reshape(inputs, [-1, out_h, kh, out_w, kw, channels])

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from keras import ops
 
 from keras_segattn.ops import validation
+from keras_segattn.ops.validation import Tensor
 
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
 
-
-def _dims(x) -> list:
-    """Each dimension of `x` as a static int, or a scalar tensor if unknown."""
-    dynamic = ops.shape(x)
-    return [
-        static if static is not None else dynamic[axis]
-        for axis, static in enumerate(x.shape)
-    ]
+def _unpooled_shape(
+    inputs_shape, indices_shape, pool_size: tuple[int, int]
+) -> tuple:
+    """Checks the static shapes of `inputs` and `indices` (rank 4, equal
+    where known); returns the unpooled shape [B, h * kh, w * kw, C]."""
+    inputs_shape = validation.check_rank(inputs_shape, 4, "inputs")
+    validation.check_rank(indices_shape, 4, "indices")
+    validation.check_same_static_shape(
+        inputs_shape, indices_shape, "inputs", "indices"
+    )
+    batch, height, width, channels = inputs_shape
+    kh, kw = pool_size
+    return (
+        batch,
+        None if height is None else height * kh,
+        None if width is None else width * kw,
+        channels,
+    )
 
 
 def max_unpool(
@@ -69,14 +78,12 @@ def max_unpool(
     kh, kw = validation.standardize_size(pool_size, "pool_size")
     inputs = ops.convert_to_tensor(inputs)
     indices = ops.convert_to_tensor(indices)
-    validation.check_rank(inputs, 4, "inputs")
-    validation.check_rank(indices, 4, "indices")
     validation.check_floating(inputs.dtype, "inputs")
     validation.check_integer(indices.dtype, "indices")
-    validation.check_same_static_shape(inputs, indices, "inputs", "indices")
+    _unpooled_shape(inputs.shape, indices.shape, (kh, kw))
     window = kh * kw
 
-    _, height, width, channels = _dims(inputs)
+    _, height, width, channels = validation.shape_list(inputs)
     # [B, h, w, 1, C] == [kh*kw, 1] -> one-hot mask [B, h, w, kh*kw, C].
     positions = ops.reshape(ops.arange(window, dtype="int32"), (window, 1))
     selected = ops.equal(

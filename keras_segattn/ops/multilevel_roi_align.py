@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from keras import backend
 from keras import ops
 
 from keras_segattn.ops import validation
-from keras_segattn.ops.roi_align import _dims
 from keras_segattn.ops.roi_align import _neighbourhood_table
+from keras_segattn.ops.roi_align import _prepare_boxes
 from keras_segattn.ops.roi_align import _prepare_features
 from keras_segattn.ops.roi_align import _prepare_rois
-from keras_segattn.ops.roi_align import _restore_batch
 from keras_segattn.ops.roi_align import _roi_align_gather
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.ops.validation import Tensor
+from keras_segattn.ops.validation import shape_list
 
 
 def _pyramid_levels(spatial_scales: Sequence[float]) -> list[int]:
@@ -175,23 +173,13 @@ def multilevel_roi_align(
     canonical_scale = validation.check_positive_float(
         canonical_scale, "canonical_scale"
     )
-    if isinstance(canonical_level, bool) or not isinstance(
-        canonical_level, int
-    ):
-        raise ValueError(
-            "Invalid value for argument `canonical_level`. Expected an int. "
-            f"Received: canonical_level={canonical_level!r}."
-        )
+    validation.check_int(canonical_level, "canonical_level")
     levels = _pyramid_levels(spatial_scales)
     features_by_level = _prepare_levels(features_by_level, len(levels))
     first = features_by_level[0]
-    boxes = ops.convert_to_tensor(boxes)
-    validation.check_roi_boxes(boxes)
-    validation.check_roi_batch_sizes(first, boxes, "features_by_level[0]")
-    if validate:
-        validation.check_roi_box_values(boxes, num_images=first.shape[0])
+    boxes = _prepare_boxes(boxes, first, validate, "features_by_level[0]")
 
-    batch, _, _, channels = _dims(first)
+    batch = shape_list(first)[0]
     rois = _prepare_rois(boxes, batch)
     if len(levels) == 1:
         level = ops.zeros_like(rois.batch_index)
@@ -206,7 +194,7 @@ def multilevel_roi_align(
     tables, heights, widths, offsets = [], [], [], []
     offset = 0
     for features in features_by_level:
-        _, height, width, _ = _dims(features)
+        _, height, width, _ = shape_list(features)
         tables.append(_neighbourhood_table(features))
         heights.append(height)
         widths.append(width)
@@ -223,20 +211,17 @@ def multilevel_roi_align(
     width = per_box(widths, "int32")
     base = per_box(offsets, "int32") + rois.batch_index * height * width
     scale = per_box([float(s) for s in spatial_scales], "float32")
-    pooled = _roi_align_gather(
+    return _roi_align_gather(
         table,
         rois,
         base,
-        ops.cast(height, "float32"),
-        ops.cast(width, "float32"),
+        height,
+        width,
         scale,
         output_size,
         sampling_ratio,
-        bool(aligned),
-        channels,
-        first.dtype,
+        aligned,
     )
-    return _restore_batch(pooled, rois)
 
 
 def _prepare_levels(features_by_level, num_levels: int) -> list:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from typing import NamedTuple
 
 from keras import ops
 
 from keras_segattn.ops import validation
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
-
-
-def _dims(x) -> list:
-    """Each dimension of `x` as a static int, or a scalar tensor if unknown."""
-    dynamic = ops.shape(x)
-    return [
-        static if static is not None else dynamic[axis]
-        for axis, static in enumerate(x.shape)
-    ]
+from keras_segattn.ops.validation import Tensor
+from keras_segattn.ops.validation import shape_list
 
 
 class _RoIs(NamedTuple):
@@ -36,6 +26,22 @@ def _prepare_features(features, name: str = "features") -> Tensor:
     validation.check_rank(features, 4, name)
     validation.check_floating(features.dtype, name)
     return features
+
+
+def _prepare_boxes(
+    boxes, features, validate: bool, features_name: str = "features"
+) -> Tensor:
+    """Converts RoI boxes and checks them against the (prepared) features.
+
+    Static checks always ([B, N, 4] or [K, 5], same batch size); with
+    `validate`, also the values (eagerly, see `check_roi_box_values`).
+    """
+    boxes = ops.convert_to_tensor(boxes)
+    validation.check_roi_boxes(boxes)
+    validation.check_roi_batch_sizes(features, boxes, features_name)
+    if validate:
+        validation.check_roi_box_values(boxes, num_images=features.shape[0])
+    return boxes
 
 
 def _prepare_rois(boxes, num_images, name: str = "boxes") -> _RoIs:
@@ -61,7 +67,7 @@ def _prepare_rois(boxes, num_images, name: str = "boxes") -> _RoIs:
         batch_index = ops.cast(safe_value, "int32")
         batch_shape = None
     else:
-        batch, num_boxes = _dims(boxes)[:2]
+        batch, num_boxes = shape_list(boxes)[:2]
         coords = ops.reshape(boxes, (-1, 4))
         batch_index = ops.broadcast_to(
             ops.expand_dims(ops.arange(batch, dtype="int32"), 1),
@@ -84,7 +90,9 @@ def _restore_batch(pooled, rois: _RoIs) -> Tensor:
     """[K, ph, pw, C] -> [B, N, ph, pw, C] for batched boxes."""
     if rois.batch_shape is None:
         return pooled
-    return ops.reshape(pooled, (-1, rois.batch_shape[1], *_dims(pooled)[1:]))
+    return ops.reshape(
+        pooled, (-1, rois.batch_shape[1], *shape_list(pooled)[1:])
+    )
 
 
 def _neighbourhood_table(features) -> Tensor:
@@ -92,7 +100,7 @@ def _neighbourhood_table(features) -> Tensor:
     and lower-right neighbours (zero beyond the map), so that one gather
     fetches all four corners of a bilinear sample.
     """
-    channels = _dims(features)[3]
+    channels = shape_list(features)[3]
     padded = ops.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
     table = ops.concatenate(
         [
@@ -183,8 +191,6 @@ def _roi_align_gather(
     output_size: tuple[int, int],
     sampling_ratio: int,
     aligned: bool,
-    channels,
-    dtype,
 ) -> Tensor:
     """Bilinear RoIAlign of [K] RoIs from a flat neighbourhood table.
 
@@ -193,13 +199,18 @@ def _roi_align_gather(
             maps concatenated).
         rois: the flat RoIs.
         base: [K] int32, the table row of pixel (0, 0) of each RoI's map.
-        height, width: scalar or [K] float32 size of each RoI's map.
+        height, width: scalar or [K] size of each RoI's map.
         scale: float or [K] float32 spatial scale of each RoI's map.
 
     Returns:
-        [K, ph, pw, C] in `dtype`.
+        [B, N, ph, pw, C] for batched boxes, else [K, ph, pw, C], in the
+        table's dtype.
     """
     ph, pw = output_size
+    aligned = bool(aligned)
+    channels = shape_list(table)[1] // 4
+    height = ops.cast(height, "float32")
+    width = ops.cast(width, "float32")
     x1, y1, x2, y2 = (rois.coords[:, i] for i in range(4))
     y_low, wy_low, wy_high = _axis_samples(
         y1, y2, scale, height, ph, sampling_ratio, aligned
@@ -231,11 +242,11 @@ def _roi_align_gather(
             corners = ops.take(table, index, axis=0)  # [K, ph, pw, 4C]
             corners = ops.reshape(corners, (-1, ph, pw, 4, channels))
             term = ops.sum(
-                corners * ops.expand_dims(ops.cast(weights, dtype), -1),
+                corners * ops.expand_dims(ops.cast(weights, table.dtype), -1),
                 axis=3,
             )
             pooled = term if pooled is None else pooled + term
-    return pooled
+    return _restore_batch(pooled, rois)
 
 
 def roi_align(
@@ -327,25 +338,17 @@ def roi_align(
     )
     sampling_ratio = validation.check_sampling_ratio(sampling_ratio)
     features = _prepare_features(features)
-    boxes = ops.convert_to_tensor(boxes)
-    validation.check_roi_boxes(boxes)
-    validation.check_roi_batch_sizes(features, boxes)
-    if validate:
-        validation.check_roi_box_values(boxes, num_images=features.shape[0])
-    batch, height, width, channels = _dims(features)
+    boxes = _prepare_boxes(boxes, features, validate)
+    batch, height, width, _ = shape_list(features)
     rois = _prepare_rois(boxes, batch)
-    base = rois.batch_index * (height * width)
-    pooled = _roi_align_gather(
+    return _roi_align_gather(
         _neighbourhood_table(features),
         rois,
-        base,
-        ops.cast(height, "float32"),
-        ops.cast(width, "float32"),
+        rois.batch_index * (height * width),
+        height,
+        width,
         spatial_scale,
         output_size,
         sampling_ratio,
-        bool(aligned),
-        channels,
-        features.dtype,
+        aligned,
     )
-    return _restore_batch(pooled, rois)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from typing import NamedTuple
 
 from keras import backend
 from keras import ops
 
 from keras_segattn.ops import validation
-from keras_segattn.ops.roi_align import _dims
 from keras_segattn.ops.roi_align import _divide
+from keras_segattn.ops.roi_align import _prepare_boxes
 from keras_segattn.ops.roi_align import _prepare_features
 from keras_segattn.ops.roi_align import _prepare_rois
 from keras_segattn.ops.roi_align import _restore_batch
 from keras_segattn.ops.roi_align import _RoIs
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.ops.validation import Tensor
+from keras_segattn.ops.validation import shape_list
 
 
 class _Bins(NamedTuple):
@@ -131,7 +130,7 @@ def _magnitude_mask(int_dtype: str):
 def _keys(features):
     """int64 keys [B, H, W, C] ordered by (value, -position)."""
     int_dtype = _KEY_INT[backend.standardize_dtype(features.dtype)]
-    _, height, width, _ = _dims(features)
+    _, height, width, _ = shape_list(features)
     positions = ops.reshape(
         ops.arange(height * width, dtype="int32"), (1, height, width, 1)
     )
@@ -156,7 +155,7 @@ def _key_positions(keys):
 
 def _positions(features):
     """Row-major position h * W + w of every element, int32 [B, H, W, C]."""
-    _, height, width, _ = _dims(features)
+    _, height, width, _ = shape_list(features)
     grid = ops.reshape(
         ops.arange(height * width, dtype="int32"), (1, height, width, 1)
     )
@@ -211,7 +210,7 @@ def _sparse_tables(features, with_positions: bool):
     """Flat [sum_ij B * H_i * W_j, C] tables (values, positions or None);
     with positions, for 16- and 32-bit floats, the values are int64 keys
     (`_keys`) and the positions None."""
-    _, height, width, channels = _dims(features)
+    _, height, width, channels = shape_list(features)
     positions = None
     if with_positions:
         if backend.standardize_dtype(features.dtype) in _KEY_INT:
@@ -280,7 +279,7 @@ def _sparse_table_lookups(rois: _RoIs, bins: _Bins, batch, height, width):
 
 
 def _pool_sparse_table(features, rois: _RoIs, bins: _Bins, with_positions):
-    batch, height, width, _ = _dims(features)
+    batch, height, width, _ = shape_list(features)
     values, positions = _sparse_tables(features, with_positions)
     lookups = _sparse_table_lookups(rois, bins, batch, height, width)
     if positions is None:  # values, or keys that carry the positions
@@ -308,8 +307,8 @@ def _pool_sparse_table(features, rois: _RoIs, bins: _Bins, with_positions):
 
 
 def _pool_scan(features, rois: _RoIs, bins: _Bins, with_positions):
-    _, height, width, channels = _dims(features)
-    num_rois = _dims(rois.batch_index)[0]
+    _, height, width, channels = shape_list(features)
+    num_rois = shape_list(rois.batch_index)[0]
     ph, pw = bins.h_start.shape[1], bins.w_start.shape[1]
     h_start = ops.reshape(bins.h_start, (-1, ph, 1, 1))
     h_end = ops.reshape(bins.h_end, (-1, ph, 1, 1))
@@ -385,7 +384,7 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method):
 
     @ops.custom_gradient
     def pool_with_argmax_gradient(features, boxes):
-        batch, height, width, channels = _dims(features)
+        batch, height, width, channels = shape_list(features)
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
         nonempty = ops.expand_dims(bins.nonempty, -1)
@@ -520,11 +519,7 @@ def _roi_pool(
     )
     validation.check_one_of(method, ("auto", "table", "scan"), "method")
     features = _prepare_features(features)
-    boxes = ops.convert_to_tensor(boxes)
-    validation.check_roi_boxes(boxes)
-    validation.check_roi_batch_sizes(features, boxes)
-    if validate:
-        validation.check_roi_box_values(boxes, num_images=features.shape[0])
+    boxes = _prepare_boxes(boxes, features, validate)
     if method == "table" and None in features.shape[1:3]:
         raise ValueError(
             "The sparse-table method needs static H and W. Received: "

@@ -99,24 +99,24 @@ def check_divisible(
     return shape
 
 
-def check_floating(dtype, name: str) -> None:
-    """Raises `TypeError` unless `dtype` is a floating dtype."""
+def _check_dtype_kind(dtype, name: str, kind: str, expected: str) -> None:
+    """Raises `TypeError` unless the dtype's name contains `kind`."""
     dtype_name = str(getattr(dtype, "name", dtype))
-    if "float" not in dtype_name:
+    if kind not in dtype_name:
         raise TypeError(
-            f"Invalid dtype for argument `{name}`. Expected a floating dtype. "
+            f"Invalid dtype for argument `{name}`. Expected {expected}. "
             f"Received: {name}.dtype={dtype_name}."
         )
+
+
+def check_floating(dtype, name: str) -> None:
+    """Raises `TypeError` unless `dtype` is a floating dtype."""
+    _check_dtype_kind(dtype, name, "float", "a floating dtype")
 
 
 def check_integer(dtype, name: str) -> None:
     """Raises `TypeError` unless `dtype` is an integer dtype."""
-    dtype_name = str(getattr(dtype, "name", dtype))
-    if "int" not in dtype_name:
-        raise TypeError(
-            f"Invalid dtype for argument `{name}`. Expected an integer dtype. "
-            f"Received: {name}.dtype={dtype_name}."
-        )
+    _check_dtype_kind(dtype, name, "int", "an integer dtype")
 
 
 def check_positive_int(value, name: str) -> int:
@@ -364,35 +364,31 @@ def check_roi_box_values(
         b, n = np.unravel_index(i, values.shape[:2])
         return f"{name}[{int(b)}, {int(n)}]"
 
-    bad = ~padding & ~np.all(np.isfinite(coords), axis=-1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected finite "
-            f"coordinates. Received: {where(i)}={coords[i].tolist()}."
-        )
-    bad = ~padding & (
-        (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1])
-    )
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected x1 <= x2 and "
-            f"y1 <= y2 (or all four coordinates -1 for padding). "
-            f"Received: {where(i)}={coords[i].tolist()}."
-        )
-    if flat:
-        index = values[:, 0]
-        bad = ~padding & (
-            ~np.isfinite(index)
-            | (index != np.floor(index))
-            | (index < 0)
-            | ((index >= num_images) if num_images is not None else False)
-        )
+    def reject_first(bad, expected: str, received) -> None:
+        """Raises for the first box (not padding) flagged in `bad`."""
+        bad = ~padding & bad
         if bad.any():
             i = int(np.argmax(bad))
             raise ValueError(
-                f"Invalid value for argument `{name}`. Expected the batch "
-                f"index (column 0) to be an integer in [0, {num_images}). "
-                f"Received: {where(i)}={values[i].tolist()}."
+                f"Invalid value for argument `{name}`. Expected {expected}. "
+                f"Received: {where(i)}={received[i].tolist()}."
             )
+
+    reject_first(
+        ~np.all(np.isfinite(coords), axis=-1), "finite coordinates", coords
+    )
+    reject_first(
+        (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1]),
+        "x1 <= x2 and y1 <= y2 (or all four coordinates -1 for padding)",
+        coords,
+    )
+    if flat:
+        index = values[:, 0]
+        reject_first(
+            ~np.isfinite(index)
+            | (index != np.floor(index))
+            | (index < 0)
+            | ((index >= num_images) if num_images is not None else False),
+            f"the batch index (column 0) to be an integer in [0, {num_images})",
+            values,
+        )

@@ -8,27 +8,11 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.layers import RoIAlign
+from tests.layers.helpers import roi_layer_inputs
 from tests.ops.test_roi_align import np_roi_align
 from tests.testing import run_layer_checks
 
 F32 = np.float32
-
-
-def layer_inputs(seed=0):
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(2, 8, 10, 3)).astype(F32)
-    boxes = np.array(
-        [
-            [
-                [2.0, 3.0, 50.0, 40.0],
-                [-10.0, 5.0, 30.0, 70.0],
-                [-1, -1, -1, -1],
-            ],
-            [[0.0, 0.0, 80.0, 64.0], [33.0, 21.0, 37.5, 29.0], [5, 5, 5, 5]],
-        ],
-        F32,
-    )
-    return {"features": features, "boxes": boxes}
 
 
 def reference(layer, inputs):
@@ -46,7 +30,7 @@ def test_layer_checks(tmp_path):
     run_layer_checks(
         RoIAlign,
         {"output_size": (3, 2), "spatial_scale": 1 / 8},
-        layer_inputs(),
+        roi_layer_inputs(),
         tmp_path=tmp_path,
         expected_output_shape=(2, 3, 3, 2, 3),
         expected_num_trainable_weights=0,
@@ -107,7 +91,7 @@ def test_layer_checks(tmp_path):
 
 
 def test_list_call_matches_two_arguments():
-    inputs = layer_inputs(1)
+    inputs = roi_layer_inputs(1)
     layer = RoIAlign(2, spatial_scale=1 / 8)
     out = layer(inputs["features"], inputs["boxes"])
     out_list = layer([inputs["features"], inputs["boxes"]])
@@ -130,7 +114,7 @@ def test_list_call_matches_two_arguments():
     "fmt", ["yxyx", "xywh", "center_xywh", "center_yxhw", "XYWH"]
 )
 def test_bounding_box_format(fmt):
-    inputs = layer_inputs(2)
+    inputs = roi_layer_inputs(2)
     xyxy = inputs["boxes"]
     converted = np.array(
         keras.utils.bounding_boxes.convert_format(
@@ -147,7 +131,7 @@ def test_bounding_box_format(fmt):
 
 
 def test_flat_boxes():
-    inputs = layer_inputs(3)
+    inputs = roi_layer_inputs(3)
     index = np.repeat(np.arange(2), 3)[:, None].astype(F32)
     flat = np.concatenate([index, inputs["boxes"].reshape(-1, 4)], 1)
     layer = RoIAlign(2, spatial_scale=1 / 8, bounding_box_format="xywh")
@@ -192,7 +176,7 @@ def test_symbolic_call_with_unknown_sizes():
     pooled = RoIAlign((7, 5), spatial_scale=1 / 16)(features, boxes)
     assert pooled.shape == (None, None, 7, 5, 4)
     model = keras.Model([features, boxes], pooled)
-    inputs = layer_inputs(5)
+    inputs = roi_layer_inputs(5)
     features_np = np.random.default_rng(5).normal(size=(2, 6, 7, 4))
     out = model([features_np.astype(F32), inputs["boxes"]])
     ref = np_roi_align(features_np, inputs["boxes"], (7, 5), 1 / 16)
@@ -200,7 +184,7 @@ def test_symbolic_call_with_unknown_sizes():
 
 
 def test_xla_fit_through_both_call_forms():
-    inputs = layer_inputs(6)
+    inputs = roi_layer_inputs(6)
     features = keras.Input((8, 10, 3))
     boxes = keras.Input((3, 4))
     x = keras.layers.Conv2D(4, 1)(features)

@@ -7,27 +7,11 @@ import numpy as np
 import pytest
 
 from keras_segattn.layers import RoIPool
+from tests.layers.helpers import roi_layer_inputs
 from tests.ops.test_roi_pool import np_roi_pool
 from tests.testing import run_layer_checks
 
 F32 = np.float32
-
-
-def layer_inputs(seed=0):
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(2, 8, 10, 3)).astype(F32)
-    boxes = np.array(
-        [
-            [
-                [2.0, 3.0, 50.0, 40.0],
-                [-10.0, 5.0, 30.0, 70.0],
-                [-1, -1, -1, -1],
-            ],
-            [[0.0, 0.0, 80.0, 64.0], [33.0, 21.0, 37.5, 29.0], [5, 5, 5, 5]],
-        ],
-        F32,
-    )
-    return {"features": features, "boxes": boxes}
 
 
 def reference(layer, inputs):
@@ -43,7 +27,7 @@ def test_layer_checks(tmp_path):
     run_layer_checks(
         RoIPool,
         {"output_size": (3, 2), "spatial_scale": 1 / 8},
-        layer_inputs(),
+        roi_layer_inputs(),
         tmp_path=tmp_path,
         expected_output_shape=(2, 3, 3, 2, 3),
         expected_num_trainable_weights=0,
@@ -84,7 +68,7 @@ def test_layer_checks(tmp_path):
 
 
 def test_list_call_and_format():
-    inputs = layer_inputs(1)
+    inputs = roi_layer_inputs(1)
     xyxy = inputs["boxes"]
     yxyx = xyxy[..., [1, 0, 3, 2]]
     layer = RoIPool(2, spatial_scale=1 / 8, bounding_box_format="yxyx")
@@ -99,7 +83,7 @@ def test_list_call_and_format():
 
 
 def test_flat_boxes_and_unknown_spatial_size():
-    inputs = layer_inputs(2)
+    inputs = roi_layer_inputs(2)
     index = np.repeat(np.arange(2), 3)[:, None].astype(F32)
     flat = np.concatenate([index, inputs["boxes"].reshape(-1, 4)], 1)
     features = keras.Input((None, None, 3))

@@ -2,7 +2,6 @@
 
 import re
 
-import keras
 import numpy as np
 import pytest
 
@@ -12,15 +11,9 @@ from keras_segattn.models import SEGMENTATION_PRESETS
 from keras_segattn.models import DeconvNet
 from keras_segattn.models import SegNet
 from keras_segattn.models import build_segmentation_model
-from tests.testing import run_model_checks
-
-NUM_CLASSES = 3
-VOID = 3
-
-
-def _images(batch, height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")
+from tests.models.helpers import NUM_CLASSES
+from tests.models.helpers import check_tiny_preset
+from tests.models.helpers import random_images
 
 
 def test_structure_and_shapes():
@@ -45,7 +38,7 @@ def test_structure_and_shapes():
         "encoder_block2_conv2" in names and "decoder_block2_conv3" not in names
     )
     for height, width in ((32, 32), (16, 48)):
-        probs = model(_images(2, height, width))
+        probs = model(random_images(2, height, width))
         assert tuple(probs.shape) == (2, height, width, NUM_CLASSES)
         assert probs.dtype == "float32"
         np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-5)
@@ -81,22 +74,11 @@ def test_errors(kwargs, match):
 def test_dynamic_size_not_divisible_fails_when_called():
     model = DeconvNet(NUM_CLASSES, filters=(4, 4), convs_per_stage=1)
     with pytest.raises(Exception, match="divisible"):
-        model(_images(1, 30, 32))
+        model(random_images(1, 30, 32))
 
 
 def test_tiny_preset_model_checks(tmp_path):
-    model = build_segmentation_model("deconvnet_tiny", NUM_CLASSES)
-    assert model.count_params() < 2_000
-    rng = np.random.default_rng(0)
-    images = _images(2, 32, 32)
-    masks = rng.integers(0, NUM_CLASSES + 1, (2, 32, 32)).astype("int32")
-    run_model_checks(
-        model,
-        images,
-        masks,
-        tmp_path=tmp_path,
-        loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=VOID),
-    )
+    check_tiny_preset("deconvnet_tiny", max_params=2_000, tmp_path=tmp_path)
 
 
 def test_small_preset_size():

@@ -12,29 +12,12 @@ from keras_segattn.models import FCN
 from keras_segattn.models import SEGMENTATION_PRESETS
 from keras_segattn.models import build_fcn_segmenter
 from keras_segattn.models import build_segmentation_model
-from tests.testing import run_model_checks
+from tests.models.helpers import NUM_CLASSES
+from tests.models.helpers import check_tiny_preset
+from tests.models.helpers import random_images
+from tests.references import np_upsample_filt
 
 TINY = {"filters": (4, 4, 8, 8, 8), "convs_per_stage": 1}
-NUM_CLASSES = 3
-VOID = 3
-
-
-def np_upsample_filt(size):
-    """FCN's `upsample_filt` (fcn.berkeleyvision.org surgery.py), as loops."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    filt = np.zeros((size, size))
-    for i in range(size):
-        for j in range(size):
-            filt[i, j] = (1 - abs(i - center) / factor) * (
-                1 - abs(j - center) / factor
-            )
-    return filt
-
-
-def _images(batch, height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")
 
 
 def _tiny_fcn(variant="8s", **kwargs):
@@ -50,7 +33,7 @@ def test_output_shapes_any_size(variant):
         model.layers[-1].name == "mask_probs"
     )
     for height, width in ((64, 64), (50, 70), (33, 17)):
-        probs = model(_images(2, height, width))
+        probs = model(random_images(2, height, width))
         assert tuple(probs.shape) == (2, height, width, NUM_CLASSES)
         assert probs.dtype == "float32"
         np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-5)
@@ -102,7 +85,7 @@ def test_bilinear_upsampling_layers_and_zero_scores():
     for name in ("fcn_score_fr", "fcn_score_pool4", "fcn_score_pool3"):
         assert not np.any(model.get_layer(name).kernel.numpy())
     # Zero-initialised scores: the untrained model predicts 1 / K everywhere.
-    probs = model(_images(1, 40, 24))
+    probs = model(random_images(1, 40, 24))
     np.testing.assert_allclose(probs, 1.0 / NUM_CLASSES, atol=1e-6)
     assert model.get_layer("fcn_upsample_8x").trainable is False
     trainable = _tiny_fcn("8s", trainable_final_upsampling=True)
@@ -115,11 +98,12 @@ def test_keras_applications_backbone_by_name():
     model = FCN(NUM_CLASSES, image_shape=(50, 70, 3), **kwargs)
     pad = model.get_layer("fcn_pad_images")
     assert pad.padding == ((0, 14), (0, 26))
-    probs = model(_images(1, 50, 70))
+    probs = model(random_images(1, 50, 70))
     assert tuple(probs.shape) == (1, 50, 70, NUM_CLASSES)
     dynamic = FCN(NUM_CLASSES, variant="16s", **kwargs)
     assert "fcn_pad_images" not in {layer.name for layer in dynamic.layers}
-    assert tuple(dynamic(_images(1, 64, 32)).shape) == (1, 64, 32, NUM_CLASSES)
+    probs = dynamic(random_images(1, 64, 32))
+    assert tuple(probs.shape) == (1, 64, 32, NUM_CLASSES)
 
 
 def test_user_backbone_with_skip_names():
@@ -129,7 +113,8 @@ def test_user_backbone_with_skip_names():
     z = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="s32")(y)
     user = keras.Model(images, z, name="user")
     model = FCN(NUM_CLASSES, backbone=user, skip_layer_names=("s8", "s16"))
-    assert tuple(model(_images(1, 45, 30)).shape) == (1, 45, 30, NUM_CLASSES)
+    probs = model(random_images(1, 45, 30))
+    assert tuple(probs.shape) == (1, 45, 30, NUM_CLASSES)
     # "16s" needs only the stride-16 name; "32s" none.
     assert FCN(2, backbone=user, variant="16s", skip_layer_names=["s16"])
     assert FCN(2, backbone=user, variant="32s")
@@ -172,18 +157,7 @@ def test_user_backbone_without_skip_names_fails():
 
 
 def test_tiny_preset_model_checks(tmp_path):
-    model = build_segmentation_model("fcn8s_tiny", NUM_CLASSES)
-    assert model.count_params() < 20_000
-    rng = np.random.default_rng(0)
-    images = _images(2, 32, 32)
-    masks = rng.integers(0, NUM_CLASSES + 1, (2, 32, 32)).astype("int32")
-    run_model_checks(
-        model,
-        images,
-        masks,
-        tmp_path=tmp_path,
-        loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=VOID),
-    )
+    check_tiny_preset("fcn8s_tiny", max_params=20_000, tmp_path=tmp_path)
 
 
 def test_serving_export(tmp_path):
@@ -203,7 +177,7 @@ def test_serving_export(tmp_path):
 def test_mixed_precision():
     model = _tiny_fcn("8s", dtype="mixed_float16")
     assert model.get_layer("fcn_score_fr").compute_dtype == "float16"
-    probs = model(_images(1, 36, 20))
+    probs = model(random_images(1, 36, 20))
     assert probs.dtype == "float32"
     assert tuple(probs.shape) == (1, 36, 20, NUM_CLASSES)
     assert np.all(np.isfinite(probs))

@@ -8,18 +8,13 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.ops import roi_align
+from tests.ops.helpers import check_integer_features_raise_type_error
+from tests.ops.helpers import check_invalid_inputs
+from tests.ops.helpers import check_static_output_shape_with_unknown_batch
+from tests.references import np_roi_rows
 from tests.testing import check_numeric_gradients
 
 F32 = np.float32
-
-
-def _rows(boxes, num_images):
-    """Batched [B, N, 4] or flat [K, 5] boxes -> flat float32 [K, 5]."""
-    boxes = np.asarray(boxes, F32)
-    if boxes.ndim == 2:
-        return boxes
-    index = np.repeat(np.arange(num_images), boxes.shape[1])
-    return np.concatenate([index[:, None].astype(F32), boxes.reshape(-1, 4)], 1)
 
 
 def _dropped(row, num_images):
@@ -82,7 +77,7 @@ def _contributions(features_shape, boxes, output_size, scale, ratio, aligned):
     """Yields (roi, p, q, image, row, col, weight) of every corner."""
     num_images, height, width, _ = features_shape
     ph, pw = output_size
-    for k, row in enumerate(_rows(boxes, num_images)):
+    for k, row in enumerate(np_roi_rows(boxes, num_images)):
         if _dropped(row, num_images):
             continue
         x1, y1, x2, y2 = row[1:]
@@ -102,7 +97,7 @@ def np_roi_align(
     """Loop reference of torchvision's roi_align CPU kernel (float64 sums)."""
     features = np.asarray(features, "float64")
     boxes = np.asarray(boxes, F32)
-    num_rois = len(_rows(boxes, features.shape[0]))
+    num_rois = len(np_roi_rows(boxes, features.shape[0]))
     out = np.zeros((num_rois, *output_size, features.shape[-1]))
     for k, p, q, b, r, c, w in _contributions(
         features.shape, boxes, output_size, scale, sampling_ratio, aligned
@@ -202,7 +197,7 @@ def test_known_value():
 
 def test_flat_form_matches_batched(features):
     boxes = tricky_boxes()
-    flat = _rows(boxes, 2)
+    flat = np_roi_rows(boxes, 2)
     out_flat = roi_align(features, flat, (3, 2), 1 / 8)
     out = roi_align(features, boxes, (3, 2), 1 / 8)
     assert out_flat.shape == (10, 3, 2, 3)
@@ -333,18 +328,7 @@ def test_xla_with_unknown_batch_and_spatial_size():
 
 
 def test_static_output_shape_with_unknown_batch():
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, 8, 8, 4], tf.float32),
-            tf.TensorSpec([None, 6, 4], tf.float32),
-        ]
-    )
-    def pool(features, boxes):
-        out = roi_align(features, boxes, (7, 5))
-        assert out.shape.as_list() == [None, 6, 7, 5, 4]
-        return out
-
-    pool.get_concrete_function()
+    check_static_output_shape_with_unknown_batch(roi_align)
 
 
 @pytest.mark.parametrize(
@@ -396,13 +380,8 @@ def test_validate_accepts_padding_and_needs_concrete_boxes():
     ],
 )
 def test_invalid_inputs(features_shape, boxes_shape, kwargs, match):
-    kwargs = {"output_size": 2, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        roi_align(
-            np.zeros(features_shape, F32), np.zeros(boxes_shape, F32), **kwargs
-        )
+    check_invalid_inputs(roi_align, features_shape, boxes_shape, kwargs, match)
 
 
 def test_integer_features_raise_type_error():
-    with pytest.raises(TypeError, match="features.dtype=int32"):
-        roi_align(np.zeros((1, 2, 2, 1), "int32"), np.zeros((1, 1, 4)), 2)
+    check_integer_features_raise_type_error(roi_align)

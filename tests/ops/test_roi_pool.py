@@ -11,18 +11,14 @@ import tensorflow as tf
 from keras_segattn.ops import roi_pool
 from keras_segattn.ops.roi_pool import _choose_method
 from keras_segattn.ops.roi_pool import _roi_pool
+from tests.ops.helpers import check_integer_features_raise_type_error
+from tests.ops.helpers import check_invalid_inputs
+from tests.ops.helpers import check_static_output_shape_with_unknown_batch
+from tests.references import np_roi_rows
 from tests.testing import check_numeric_gradients
 
 F32 = np.float32
 METHODS = ["table", "scan"]
-
-
-def _rows(boxes, num_images):
-    boxes = np.asarray(boxes, F32)
-    if boxes.ndim == 2:
-        return boxes
-    index = np.repeat(np.arange(num_images), boxes.shape[1])
-    return np.concatenate([index[:, None].astype(F32), boxes.reshape(-1, 4)], 1)
 
 
 def c_round(value) -> int:
@@ -39,7 +35,7 @@ def np_roi_pool(features, boxes, output_size, scale=1.0):
     """
     features = np.asarray(features)
     num_images, height, width, channels = features.shape
-    rows = _rows(boxes, num_images)
+    rows = np_roi_rows(boxes, num_images)
     ph, pw = output_size
     pooled = np.zeros((len(rows), ph, pw, channels), features.dtype)
     argmax = -np.ones((len(rows), ph, pw, channels), "int64")
@@ -183,7 +179,7 @@ def test_one_by_one_map(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_flat_form_matches_batched(features, method):
     boxes = tricky_boxes()
-    flat = _rows(boxes, 2)
+    flat = np_roi_rows(boxes, 2)
     flat = np.concatenate([flat, [[2.0, 0.0, 0.0, 9.0, 9.0]]], 0)  # bad index
     out = _roi_pool(features, flat, (3, 2), 1 / 8, method=method)
     ref, _ = np_roi_pool(features, flat, (3, 2), 1 / 8)
@@ -330,18 +326,7 @@ def test_method_choice():
 
 
 def test_static_output_shape_with_unknown_batch():
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, 8, 8, 4], tf.float32),
-            tf.TensorSpec([None, 6, 4], tf.float32),
-        ]
-    )
-    def pool(features, boxes):
-        out = roi_pool(features, boxes, (7, 5))
-        assert out.shape.as_list() == [None, 6, 7, 5, 4]
-        return out
-
-    pool.get_concrete_function()
+    check_static_output_shape_with_unknown_batch(roi_pool)
 
 
 def test_validate():
@@ -370,13 +355,8 @@ def test_validate():
     ],
 )
 def test_invalid_inputs(features_shape, boxes_shape, kwargs, match):
-    kwargs = {"output_size": 2, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        roi_pool(
-            np.zeros(features_shape, F32), np.zeros(boxes_shape, F32), **kwargs
-        )
+    check_invalid_inputs(roi_pool, features_shape, boxes_shape, kwargs, match)
 
 
 def test_integer_features_raise_type_error():
-    with pytest.raises(TypeError, match="features.dtype=int32"):
-        roi_pool(np.zeros((1, 2, 2, 1), "int32"), np.zeros((1, 1, 4)), 2)
+    check_integer_features_raise_type_error(roi_pool)

@@ -1,0 +1,104 @@
+"""Call handling shared by the RoI pooling layers.
+
+`RoIAlign`, `RoIPool` and `MultiScaleRoIAlign` are called as
+`layer(features, boxes)` or `layer([features, boxes])`, take boxes in any
+absolute `bounding_box_format` (four -1 mark a padding box) and pool each
+box to `output_size`. The helpers here unpack those calls, convert the boxes
+to the (x1, y1, x2, y2) of the ops and compute the output shapes.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_segattn.ops import validation
+
+# Absolute formats of `keras.utils.bounding_boxes.convert_format`; the
+# relative ones need the image size, which these layers do not see.
+BOUNDING_BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
+
+
+def check_bounding_box_format(value) -> str:
+    """Returns the lower-cased format or raises `ValueError`."""
+    if isinstance(value, str) and value.lower().startswith("rel_"):
+        raise ValueError(
+            "Invalid value for argument `bounding_box_format`. Relative "
+            "formats need the image size; convert the boxes to absolute "
+            "pixels first (keras.utils.bounding_boxes.convert_format with "
+            f"height and width). Expected one of {list(BOUNDING_BOX_FORMATS)}"
+            f". Received: bounding_box_format={value!r}."
+        )
+    value = value.lower() if isinstance(value, str) else value
+    return validation.check_one_of(
+        value, BOUNDING_BOX_FORMATS, "bounding_box_format"
+    )
+
+
+def split_inputs(features, boxes, features_note: str = ""):
+    """Accepts `layer(features, boxes)` and `layer([features, boxes])`.
+
+    `features_note` completes the error message's description of
+    `features` (e.g. that it is a list of pyramid levels).
+    """
+    if boxes is None:
+        if not isinstance(features, (list, tuple)) or len(features) != 2:
+            raise ValueError(
+                "Expected the layer to be called on `(features, boxes)` or "
+                f"`[features, boxes]`{features_note}. Received a single "
+                "input without `boxes`."
+            )
+        features, boxes = features
+    return features, boxes
+
+
+def to_xyxy(boxes, bounding_box_format: str):
+    """float32 boxes in `bounding_box_format` -> (x1, y1, x2, y2).
+
+    Converts with `keras.utils.bounding_boxes.convert_format`, keeping the
+    flat form's batch-index column and the padding convention: a box
+    whose four coordinates are -1 in the source format stays four -1.
+    """
+    boxes = ops.cast(boxes, "float32")
+    if bounding_box_format == "xyxy":
+        return boxes
+    flat = len(boxes.shape) == 2
+    coords = boxes[:, 1:] if flat else boxes
+    padding = ops.all(ops.equal(coords, -1.0), axis=-1, keepdims=True)
+    converted = keras.utils.bounding_boxes.convert_format(
+        coords, source=bounding_box_format, target="xyxy", dtype="float32"
+    )
+    converted = ops.where(padding, -ops.ones_like(converted), converted)
+    if flat:
+        return ops.concatenate([boxes[:, :1], converted], axis=-1)
+    return converted
+
+
+def call_inputs(layer: keras.layers.Layer, features, boxes) -> tuple:
+    """The `(features, boxes)` of a single-map RoI layer's call, for its op:
+    features in the layer's `compute_dtype`, boxes float32 (x1, y1, x2, y2).
+    """
+    features, boxes = split_inputs(features, boxes)
+    return (
+        ops.cast(features, layer.compute_dtype),
+        to_xyxy(boxes, layer.bounding_box_format),
+    )
+
+
+def pooled_shape(features_shape, boxes_shape, output_size, channels) -> tuple:
+    """Checks the boxes' static shape and batch size against `features_shape`;
+    returns [B, N, out_h, out_w, channels] (or [K, out_h, out_w, channels]).
+    """
+    flat = validation.check_roi_boxes(boxes_shape, "boxes")
+    validation.check_roi_batch_sizes(features_shape, boxes_shape)
+    leading = (boxes_shape[0],) if flat else tuple(boxes_shape[:2])
+    return (*leading, *output_size, channels)
+
+
+def output_shape(features_shape, boxes_shape, output_size) -> tuple:
+    """`compute_output_shape` of a single-map RoI layer (either call form)."""
+    features_shape, boxes_shape = split_inputs(features_shape, boxes_shape)
+    features_shape = validation.check_rank(features_shape, 4, "features")
+    return pooled_shape(
+        features_shape, boxes_shape, output_size, features_shape[-1]
+    )
