@@ -21,6 +21,10 @@ PADDING_MODES = ("zeros", "border", "reflection")
 # unnormalising magnifies by size / 2, so without this an identity grid would
 # give 0.99999994 * pixel + 6e-8 * neighbour instead of the pixel itself.
 _SNAP_ULPS = 2.0
+# Below this many (static) channels the bilinear corners are gathered from
+# a neighbourhood table; at and above it (or unknown), from the padded
+# images (measured crossover on a 2-core CPU with XLA, forward + backward).
+_TABLE_MAX_CHANNELS = 16
 
 
 def _dims(x) -> list:
@@ -176,16 +180,34 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
     zero = ops.zeros_like(x0)
     column = ops.cast(ops.where(valid, x0 + 1.0, zero), "int32")
     row = ops.cast(ops.where(valid, y0 + 1.0, zero), "int32")
-    table_width = ops.cast(width, "int32") + 1
-    rows_per_image = (ops.cast(height, "int32") + 1) * table_width
-    index = _batch_offsets(batch, rows_per_image) + row * table_width + column
     weights = ops.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=-1)
     weights = ops.where(ops.expand_dims(valid, -1), weights, 0.0)
-    table = _neighbourhood_table(images)
-    corners = ops.take(table, index, axis=0)  # [B, h, w, 4 * C]
-    out_h, out_w = _dims(ix)[1:3]
-    corners = ops.reshape(corners, (-1, out_h, out_w, 4, channels))
     weights = ops.cast(ops.expand_dims(weights, -1), images.dtype)
+    out_h, out_w = _dims(ix)[1:3]
+    if isinstance(channels, int) and channels < _TABLE_MAX_CHANNELS:
+        # Few channels: one gather of 4 C values per sample from the
+        # neighbourhood table (its one scatter-add is the cheap gradient).
+        table_width = ops.cast(width, "int32") + 1
+        rows_per_image = (ops.cast(height, "int32") + 1) * table_width
+        index = (
+            _batch_offsets(batch, rows_per_image) + row * table_width + column
+        )
+        corners = ops.take(_neighbourhood_table(images), index, axis=0)
+    else:
+        # Many channels: building the table (4 copies of the images) costs
+        # more than it saves; gather the four corners from the zero-padded
+        # images with a [B, h, w, 4] index instead.
+        padded_width = ops.cast(width, "int32") + 2
+        rows_per_image = (ops.cast(height, "int32") + 2) * padded_width
+        index = (
+            _batch_offsets(batch, rows_per_image) + row * padded_width + column
+        )
+        index = ops.expand_dims(index, -1) + ops.stack(
+            [0, 1, padded_width, padded_width + 1]
+        )
+        padded = ops.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        corners = ops.take(ops.reshape(padded, (-1, channels)), index, axis=0)
+    corners = ops.reshape(corners, (-1, out_h, out_w, 4, channels))
     return ops.sum(corners * weights, axis=-2)
 
 
@@ -260,9 +282,10 @@ def grid_sample(
     one-sided derivative towards larger coordinates is used, as PyTorch's
     `floor` does.
 
-    The op is vectorised (one gather of a [B * (H + 1) * (W + 1), 4 * C]
-    neighbourhood table with flat int32 indices, no Python loop over the
-    batch or pixels), compiles under XLA and accepts unknown batch and
+    The op is vectorised (one gather with flat int32 indices, no Python
+    loop over the batch or pixels: of a [B * (H + 1) * (W + 1), 4 * C]
+    neighbourhood table for C < 16, of the four corners from the padded
+    images otherwise), compiles under XLA and accepts unknown batch and
     spatial sizes. Coordinates are computed in float32 (float64 for a
     float64 grid); the weights are cast to the images' dtype just before
     multiplying, so float16 images stay float16. Unnormalised coordinates

@@ -30,6 +30,7 @@ def test_help_exits_cleanly(name, capsys):
     assert "--jit-compile" in text and "--smoke" in text
 
 
+@pytest.mark.slow  # two XLA-compiled models and a SavedModel: ~25 s
 def test_cluttered_mnist_smoke_trains_both_and_exports(tmp_path):
     example = _load_example("stn_cluttered_mnist")
     assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0

@@ -175,6 +175,29 @@ def test_matches_reference_forward_and_gradients(
     np.testing.assert_allclose(d_grid, ref_d_grid, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+def test_many_channels_path_matches_reference(padding_mode):
+    # C >= 16 gathers the corners from the padded images, not the table.
+    rng = np.random.default_rng(5)
+    images = rng.normal(size=(2, 3, 4, 16)).astype("float32")
+    grid = rng.uniform(-1.6, 1.6, size=(2, 2, 3, 2)).astype("float32")
+    output_grad = rng.normal(size=(2, 2, 3, 16)).astype("float32")
+    out, d_images, d_grid = _tf_sample_and_grads(
+        images, grid, output_grad, padding_mode=padding_mode
+    )
+    ref_out, ref_d_images, ref_d_grid = np_grid_sample(
+        images, grid, padding_mode=padding_mode, output_grad=output_grad
+    )
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(d_images, ref_d_images, atol=1e-5)
+    np.testing.assert_allclose(d_grid, ref_d_grid, atol=1e-4, rtol=1e-4)
+    identity = affine_grid(np.tile([[1.0, 0, 0, 0, 1, 0]], (2, 1)), (3, 4))
+    np.testing.assert_array_equal(
+        np.asarray(grid_sample(images, identity, padding_mode=padding_mode)),
+        images,
+    )
+
+
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 def test_numeric_gradients_float64(padding_mode, align_corners):

@@ -1,0 +1,96 @@
+"""Tests for `keras_segattn.export.export_classifier_for_serving`."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.export import export_classifier_for_serving
+from keras_segattn.layers import SpatialTransformer
+from keras_segattn.layers import build_localization_head
+
+
+def _st_classifier():
+    images = keras.Input((8, 8, 1), name="images")
+    localization = keras.Sequential(
+        [keras.layers.Flatten(), build_localization_head("attention")]
+    )
+    transformed, theta = SpatialTransformer(
+        localization, 4, transform="attention", return_theta=True
+    )(images)
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(transformed))
+    probabilities = keras.layers.Dense(3, activation="softmax")(x)
+    return keras.Model(
+        images,
+        {
+            "probabilities": probabilities,
+            "transformed_images": transformed,
+            "theta": theta,
+        },
+    )
+
+
+def test_uint8_and_float_signatures_match_the_model(tmp_path):
+    model = _st_classifier()
+    path = export_classifier_for_serving(model, tmp_path, version=3)
+    assert path == str(tmp_path / "3")
+    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1))
+    expected = model(images.astype("float32"))
+    served = reloaded.signatures["serving_default"](
+        images=tf.constant(images, tf.uint8)
+    )
+    for key in ("probabilities", "transformed_images", "theta"):
+        np.testing.assert_allclose(
+            served[key].numpy(), np.asarray(expected[key]), atol=1e-6
+        )
+    np.testing.assert_array_equal(
+        served["classes"].numpy(),
+        np.argmax(np.asarray(expected["probabilities"]), -1),
+    )
+    floats = reloaded.signatures["serving_float32"](
+        images=tf.constant(images, tf.float32)
+    )
+    np.testing.assert_allclose(
+        floats["probabilities"].numpy(), served["probabilities"].numpy()
+    )
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        reloaded.signatures["serving_default"](
+            images=tf.zeros((1, 8, 9, 1), tf.uint8)
+        )
+
+
+def test_plain_classifier_gets_probabilities_and_classes(tmp_path):
+    images = keras.Input((6, 6, 1))
+    outputs = keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Flatten()(images)
+    )
+    path = export_classifier_for_serving(
+        keras.Model(images, outputs), tmp_path, include_float_signature=False
+    )
+    reloaded = tf.saved_model.load(path)
+    assert list(reloaded.signatures) == ["serving_default"]
+    served = reloaded.signatures["serving_default"](
+        images=tf.zeros((0, 6, 6, 1), tf.uint8)
+    )
+    assert served["probabilities"].shape == (0, 4)
+    assert sorted(served) == ["classes", "probabilities"]
+
+
+def test_bad_arguments(tmp_path):
+    images = keras.Input((6, 6, 1))
+    flat = keras.layers.Flatten()(images)
+    model = keras.Model(images, keras.layers.Dense(2)(flat))
+    with pytest.raises(ValueError, match=re.escape("Received: version=0")):
+        export_classifier_for_serving(model, tmp_path, version=0)
+    unnamed = keras.Model(images, {"scores": keras.layers.Dense(2)(flat)})
+    with pytest.raises(ValueError, match="Expected an output named"):
+        export_classifier_for_serving(unnamed, tmp_path)
+    dynamic = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(dynamic)
+    with pytest.raises(ValueError, match="of a static size"):
+        export_classifier_for_serving(
+            keras.Model(dynamic, keras.layers.Dense(2)(pooled)), tmp_path
+        )
