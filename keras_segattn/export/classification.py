@@ -14,20 +14,11 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import _check_version
 from keras_segattn.export.serving import write_warmup_requests
 
-SERVING_KEY = "serving_default"
 FLOAT_SERVING_KEY = "serving_float32"
-
-
-def _check_version(version) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(
-            "Invalid value for argument `version`. Expected a strictly "
-            "positive integer (TF Serving's version directory). "
-            f"Received: version={version!r}."
-        )
-    return version
 
 
 def _output_specs(model: keras.Model) -> dict[str, tuple]:

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import keras
 
-
-def _check_void_label(void_label) -> int | None:
-    if void_label is not None and (
-        isinstance(void_label, bool) or not isinstance(void_label, int)
-    ):
-        raise ValueError(
-            "Invalid value for argument `void_label`. Expected None or an "
-            f"integer label. Received: void_label={void_label!r}."
-        )
-    return void_label
+from keras_segattn.ops.validation import check_void_label
 
 
 def segmentation_loss(
@@ -55,6 +46,6 @@ def segmentation_loss(
     """
     return keras.losses.SparseCategoricalCrossentropy(
         from_logits=from_logits,
-        ignore_class=_check_void_label(void_label),
+        ignore_class=check_void_label(void_label),
         name=name,
     )
