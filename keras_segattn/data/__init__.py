@@ -1,7 +1,8 @@
-"""`tf.data` pipelines for segmentation: folders, TFDS and synthetic data.
+"""`tf.data` pipelines: folders, TFDS, `../shared/data` archives, synthetic.
 
-Every loader yields `(images, masks)`: images float32 [B, H, W, 3] in 0..255
-and masks int32 [B, H, W] of class ids.
+Segmentation loaders yield `(images, masks)`: images float32 [B, H, W, 3] in
+0..255 and masks int32 [B, H, W] of class ids. MNIST-family loaders yield
+`(images, labels)`: images float32 [B, H, W, 1] in 0..255, labels int32.
 """
 
 from keras_segattn.data.camvid import CAMVID_CLASS_NAMES
@@ -9,6 +10,22 @@ from keras_segattn.data.camvid import CAMVID_NUM_CLASSES
 from keras_segattn.data.camvid import CAMVID_PALETTE
 from keras_segattn.data.camvid import CAMVID_VOID_LABEL
 from keras_segattn.data.camvid import load_camvid
+from keras_segattn.data.mnist import CLUTTERED_MNIST_FILE
+from keras_segattn.data.mnist import CLUTTERED_MNIST_IMAGE_SIZE
+from keras_segattn.data.mnist import CLUTTERED_MNIST_SAMPLE_FILE
+from keras_segattn.data.mnist import MNIST_ADDITION_NUM_CLASSES
+from keras_segattn.data.mnist import MNIST_FILE
+from keras_segattn.data.mnist import MNIST_TEST_POOL_START
+from keras_segattn.data.mnist import load_cluttered_mnist
+from keras_segattn.data.mnist import load_cluttered_mnist_arrays
+from keras_segattn.data.mnist import load_mnist
+from keras_segattn.data.mnist import load_mnist_addition
+from keras_segattn.data.mnist import load_mnist_arrays
+from keras_segattn.data.mnist import make_mnist_addition_arrays
+from keras_segattn.data.mnist import make_synthetic_cluttered_mnist
+from keras_segattn.data.mnist import make_synthetic_cluttered_mnist_arrays
+from keras_segattn.data.mnist import make_synthetic_digits
+from keras_segattn.data.mnist import make_synthetic_mnist_addition
 from keras_segattn.data.oxford_pets import PETS_CLASS_NAMES
 from keras_segattn.data.oxford_pets import PETS_LABEL_MAP
 from keras_segattn.data.oxford_pets import PETS_LABEL_OFFSET
