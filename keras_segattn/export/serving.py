@@ -143,7 +143,11 @@ def decode_image_bytes(image_bytes, channels: int = 3):
 
 
 def write_warmup_requests(
-    export_path: str | os.PathLike, images, *, input_name: str = "images"
+    export_path: str | os.PathLike,
+    images,
+    *,
+    input_name: str = "images",
+    dtype=np.uint8,
 ) -> str:
     """Writes `assets.extra/tf_serving_warmup_requests` for TF Serving.
 
@@ -153,8 +157,11 @@ def write_warmup_requests(
 
     Args:
         export_path: the SavedModel version directory.
-        images: iterable of uint8 arrays [H, W, C] (real sample inputs).
+        images: iterable of uint8 arrays [H, W, C] (real sample inputs),
+            or of other single examples with `dtype` (`object` for
+            sentences of a `tf.string` signature).
         input_name: the signature's input name.
+        dtype: NumPy dtype of the examples.
 
     Returns:
         The path of the written file.
@@ -173,7 +180,7 @@ def write_warmup_requests(
             "tensorflow-cpu install it with `pip install --no-deps "
             "tensorflow-serving-api==2.21.*`."
         ) from error
-    images = [np.asarray(image, np.uint8) for image in images]
+    images = [np.asarray(image, dtype) for image in images]
     if not images:
         raise ValueError(
             "Invalid value for argument `images`. Expected at least one "

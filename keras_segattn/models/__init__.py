@@ -13,3 +13,6 @@ from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
+from keras_segattn.models.translation import Seq2SeqTranslator
+from keras_segattn.models.translation import beam_search_decode
+from keras_segattn.models.translation import greedy_decode
