@@ -25,7 +25,7 @@ Sub-commands:
     python examples/translate.py translate saved_models/nmt_spa_eng/1 \\
         "¿Dónde está la estación?" "Tengo hambre."
 
-    # Seconds-long end-to-end check on a synthetic language pair
+    # Seconds-long end-to-end check on the embedded sample
     python examples/translate.py train --smoke --output-dir /tmp/nmt
 
 Standardisation (both languages, `keras_segattn.data.text`): Unicode NFKD,
@@ -57,6 +57,7 @@ from keras_segattn.export import translation as translation_export  # noqa: E402
 from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
 
 VOCABULARY_FILE = "vocabularies.json"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, 1000))
 
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny model on a synthetic language pair, seconds",
+        help="tiny model on the embedded 400-pair sample, seconds",
     )
 
     evaluate = commands.add_parser(
@@ -119,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "model_dirs",
         type=Path,
         nargs="+",
-        help="output directories of `train` (model.keras + vocabularies)",
+        help="output directories of `train` (metrics.json + SavedModel)",
     )
     evaluate.add_argument(
         "--data-dir", type=Path, default=Path("../shared/data/spa_eng")
     )
-    evaluate.add_argument("--beam-width", type=int, default=4)
+    evaluate.add_argument(
+        "--version", type=int, default=1, help="SavedModel version to load"
+    )
 
     translate = commands.add_parser(
         "translate", help="translate sentences with an exported SavedModel"
@@ -139,18 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_pairs(args):
-    if args.smoke:
-        return spa_eng.make_synthetic_translation_pairs(600, seed=args.seed)
+    if args.smoke:  # the embedded 400-pair sample of the real data
+        args.data_dir = SAMPLE_DIR
     return spa_eng.load_spa_eng_pairs(args.data_dir)
 
 
 def split_pairs(pairs, validation_size, seed=0):
     return spa_eng.split_translation_pairs(pairs, validation_size, seed)
-
-
-def load_vocabularies(model_dir: Path) -> dict:
-    with open(model_dir / VOCABULARY_FILE, encoding="utf-8") as file:
-        return json.load(file)
 
 
 # === Evaluation ===
@@ -357,7 +355,7 @@ def train(args) -> int:
     )
     metrics = {
         "command": "python examples/translate.py " + " ".join(sys.argv[1:]),
-        "data": "smoke (synthetic)" if args.smoke else str(args.data_dir),
+        "data": str(args.data_dir),
         "train_pairs": len(train_pairs),
         "validation_pairs": len(validation_pairs),
         "attention": not args.no_attention,
@@ -385,33 +383,34 @@ def evaluate(args) -> int:
     for model_dir in args.model_dirs:
         metrics = json.loads((model_dir / "metrics.json").read_text())
         _, validation_pairs = split_pairs(pairs, metrics["validation_pairs"])
-        vocabularies = load_vocabularies(model_dir)
-        model = keras.saving.load_model(model_dir / "model.keras")
-        module = translation_export.TranslationServingModule(
-            model,
-            vocabularies["source"],
-            vocabularies["target"],
-            vocabularies["display"],
-            beam_width=args.beam_width,
-        )
-        hypotheses, _ = translate_pairs(module, validation_pairs, beam=True)
+        # The exported SavedModel: what is committed and what serves.
+        loaded = tf.saved_model.load(str(model_dir / str(args.version)))
+        signature = loaded.signatures["serving_beam"]
+        hypotheses = []
+        for start in range(0, len(validation_pairs), 128):
+            batch = [s for s, _ in validation_pairs[start : start + 128]]
+            translation = signature(text=tf.constant(batch))["translation"]
+            hypotheses += [t.decode("utf-8") for t in translation.numpy()]
         results[str(model_dir)] = {
-            "all": bleu(hypotheses, [t for _, t in validation_pairs]),
+            "validation_pairs": len(validation_pairs),
+            "bleu_beam": bleu(hypotheses, [t for _, t in validation_pairs]),
             "by_length": bleu_by_length(validation_pairs, hypotheses),
         }
         (model_dir / "evaluation.json").write_text(
             json.dumps(results[str(model_dir)], indent=2)
         )
     names = list(results)
-    print("source words | pairs | " + " | ".join(names))
+    print("| source words | pairs | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 2) + "|")
     first = results[names[0]]["by_length"]
     for bucket, row in first.items():
         cells = [
             f"{results[n]['by_length'][bucket]['bleu']:.1f}" for n in names
         ]
-        print(f"{bucket} | {row['pairs']} | " + " | ".join(cells))
-    cells = [f"{results[n]['all']:.1f}" for n in names]
-    print("all | | " + " | ".join(cells))
+        print(f"| {bucket} | {row['pairs']} | " + " | ".join(cells) + " |")
+    cells = [f"{results[n]['bleu_beam']:.1f}" for n in names]
+    total = results[names[0]]["validation_pairs"]
+    print(f"| all | {total} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -3,6 +3,8 @@
 Segmentation loaders yield `(images, masks)`: images float32 [B, H, W, 3] in
 0..255 and masks int32 [B, H, W] of class ids. MNIST-family loaders yield
 `(images, labels)`: images float32 [B, H, W, 1] in 0..255, labels int32.
+Translation pipelines (`spa_eng`) yield teacher-forcing batches of token
+ids; `text` holds the sentence standardisation they share with serving.
 """
 
 from keras_segattn.data.camvid import CAMVID_CLASS_NAMES
@@ -39,3 +41,18 @@ from keras_segattn.data.segmentation import load_segmentation_directory
 from keras_segattn.data.segmentation import make_synthetic_segmentation
 from keras_segattn.data.segmentation import make_synthetic_segmentation_arrays
 from keras_segattn.data.segmentation import prepare_segmentation_dataset
+from keras_segattn.data.spa_eng import DEFAULT_BUCKET_BOUNDARIES
+from keras_segattn.data.spa_eng import SPA_ENG_FILE
+from keras_segattn.data.spa_eng import count_too_long
+from keras_segattn.data.spa_eng import load_spa_eng_pairs
+from keras_segattn.data.spa_eng import make_synthetic_translation_pairs
+from keras_segattn.data.spa_eng import make_text_vectorizer
+from keras_segattn.data.spa_eng import make_translation_dataset
+from keras_segattn.data.spa_eng import split_translation_pairs
+from keras_segattn.data.spa_eng import vectorize_pairs
+from keras_segattn.data.text import END_TOKEN
+from keras_segattn.data.text import START_TOKEN
+from keras_segattn.data.text import TextStandardizer
+from keras_segattn.data.text import build_display_vocabulary
+from keras_segattn.data.text import detokenize
+from keras_segattn.data.text import standardize_python

@@ -93,7 +93,9 @@ class TextStandardizer(tf.Module):
         )
 
     def __call__(self, text):
-        text = tf.strings.lower(tf.convert_to_tensor(text), encoding="utf-8")
+        text = tf.convert_to_tensor(text)
+        shape = tf.shape(text)
+        text = tf.strings.lower(tf.reshape(text, [-1]), encoding="utf-8")
         text = tf.strings.regex_replace(text, r"\s+", " ")
         chars = tf.strings.unicode_split(text, "UTF-8")
         mapped = self.table.lookup(chars.flat_values)
@@ -108,7 +110,7 @@ class TextStandardizer(tf.Module):
         text = tf.strings.strip(tf.strings.regex_replace(text, " +", " "))
         if self.start_end:
             text = tf.strings.join([START_TOKEN, text, END_TOKEN], " ")
-        return text
+        return tf.reshape(text, shape)
 
 
 _CASED_DROP = re.compile(f"[^A-Z{KEPT_CHARACTERS}]")

@@ -3,6 +3,14 @@
     python -m keras_segattn.export model.keras --task segmentation \\
         --output-dir saved_models/pets_fcn --version 1 --label-offset 1 \\
         --inference-size 160x160 --warmup-images sample_data/oxford_pets/images
+
+    python -m keras_segattn.export st_cnn.keras --task classification \\
+        --output-dir saved_models/stn_cluttered_mnist
+
+    python -m keras_segattn.export saved_models/nmt_spa_eng/model.keras \\
+        --task translation --vocabularies saved_models/nmt_spa_eng/\\
+vocabularies.json --output-dir saved_models/nmt_spa_eng \\
+        --warmup-text sentences.txt
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-TASKS = ("segmentation",)
+TASKS = ("segmentation", "classification", "translation")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -32,7 +40,7 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def _warmup_images(folder: Path, count: int):
+def _warmup_images(folder: Path, count: int, channels=3, size=None):
     from PIL import Image
 
     files = sorted(
@@ -44,14 +52,33 @@ def _warmup_images(folder: Path, count: int):
     for path in files:
         try:
             with Image.open(path) as image:
-                images.append(image.convert("RGB"))
+                image = image.convert("RGB" if channels == 3 else "L")
+                if size is not None:
+                    image = image.resize((size[1], size[0]))
+                images.append(image)
         except OSError as error:
             raise SystemExit(
                 f"--warmup-images: cannot read {path}: {error}"
             ) from error
     import numpy as np
 
-    return [np.asarray(image, np.uint8) for image in images]
+    return [
+        np.asarray(image, np.uint8).reshape(image.size[1], image.size[0], -1)
+        for image in images
+    ]
+
+
+def _warmup_text(path: Path, count: int) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SystemExit(
+            f"--warmup-text: cannot read {path}: {error}"
+        ) from error
+    sentences = [line.strip() for line in lines if line.strip()][:count]
+    if not sentences:
+        raise SystemExit(f"--warmup-text: no sentences in {path}")
+    return sentences
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of sample images for TF Serving warmup requests",
     )
     parser.add_argument("--num-warmup", type=int, default=4)
+    translation = parser.add_argument_group("translation")
+    translation.add_argument(
+        "--vocabularies",
+        type=Path,
+        help="JSON with 'source', 'target' (and optional 'display') "
+        "vocabularies, as examples/translate.py writes it",
+    )
+    translation.add_argument("--max-output-length", type=int, default=50)
+    translation.add_argument("--beam-width", type=int, default=4)
+    translation.add_argument("--length-penalty", type=float, default=0.6)
+    translation.add_argument(
+        "--warmup-text",
+        type=Path,
+        help="text file, one source sentence per line, for warmup requests",
+    )
     return parser
 
 
@@ -96,22 +138,73 @@ def main(argv=None) -> int:
     from keras_segattn.export import export_for_serving
 
     model = keras.saving.load_model(args.model)
-    warmup = (
-        _warmup_images(args.warmup_images, args.num_warmup)
-        if args.warmup_images
-        else None
-    )
-    path = export_for_serving(
-        model,
-        args.output_dir,
-        version=args.version,
-        task=args.task,
-        label_offset=args.label_offset,
-        inference_size=args.inference_size,
-        warmup_images=warmup,
-    )
+    if args.task == "translation":
+        path = _export_translation(model, args)
+    elif args.task == "classification":
+        from keras_segattn.export import export_classifier_for_serving
+
+        _, height, width, channels = model.inputs[0].shape
+        warmup = (
+            _warmup_images(
+                args.warmup_images, args.num_warmup, channels, (height, width)
+            )
+            if args.warmup_images
+            else None
+        )
+        path = export_classifier_for_serving(
+            model, args.output_dir, version=args.version, warmup_images=warmup
+        )
+    else:
+        warmup = (
+            _warmup_images(args.warmup_images, args.num_warmup)
+            if args.warmup_images
+            else None
+        )
+        path = export_for_serving(
+            model,
+            args.output_dir,
+            version=args.version,
+            task=args.task,
+            label_offset=args.label_offset,
+            inference_size=args.inference_size,
+            warmup_images=warmup,
+        )
     print(path)
     return 0
+
+
+def _export_translation(model, args) -> str:
+    import json
+
+    from keras_segattn.export import export_translator_for_serving
+
+    if args.vocabularies is None:
+        raise SystemExit("--task translation needs --vocabularies")
+    try:
+        vocabularies = json.loads(args.vocabularies.read_text("utf-8"))
+        source, target = vocabularies["source"], vocabularies["target"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(
+            f"--vocabularies: cannot read {args.vocabularies} as JSON with "
+            f"'source' and 'target' lists: {error!r}"
+        ) from error
+    warmup = (
+        _warmup_text(args.warmup_text, args.num_warmup)
+        if args.warmup_text
+        else None
+    )
+    return export_translator_for_serving(
+        model,
+        args.output_dir,
+        source,
+        target,
+        vocabularies.get("display"),
+        version=args.version,
+        max_output_length=args.max_output_length,
+        beam_width=args.beam_width,
+        length_penalty=args.length_penalty,
+        warmup_sentences=warmup,
+    )
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ class TranslationServingModule(tf.Module):
                     f"Expected it to contain {token!r}. Received a "
                     "vocabulary without it."
                 )
-        self.model = model
+        # Saved through the `tf.Variable`s the functions capture: tracking
+        # the Keras model as well would store every variable twice.
+        object.__setattr__(self, "_model", model)
         self.model_variables = [v.value for v in model.variables]
         self.start_id = target_vocabulary.index(START_TOKEN)
         self.end_id = target_vocabulary.index(END_TOKEN)
@@ -145,6 +147,11 @@ class TranslationServingModule(tf.Module):
         spec = tf.TensorSpec([None], tf.string, name="text")
         self.translate = tf.function(self._translate_greedy, [spec])
         self.translate_beam = tf.function(self._translate_beam, [spec])
+
+    @property
+    def model(self) -> Seq2SeqTranslator:
+        """The wrapped translator."""
+        return self._model
 
     def vectorize(self, text):
         """Source ids [b, s] (0-padded) of sentences [b]."""

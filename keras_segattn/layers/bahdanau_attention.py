@@ -306,9 +306,12 @@ def _masked_softmax(scores, mask):
     A row with no true entry gets all-zero weights instead of NaN.
     """
     scores = ops.cast(scores, "float32")
+    if mask is not None:
+        mask = ops.cast(mask, "bool")[:, None, :]  # [B, 1, Tv]
+        scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+    # Written out: `ops.softmax` warns when Tv is 1 (a one-word sentence).
+    exp = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+    weights = exp / ops.sum(exp, axis=-1, keepdims=True)
     if mask is None:
-        return ops.softmax(scores, axis=-1)
-    mask = ops.cast(mask, "bool")[:, None, :]  # [B, 1, Tv]
-    scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
-    weights = ops.softmax(scores, axis=-1)
+        return weights
     return weights * ops.cast(mask, "float32")

@@ -94,3 +94,33 @@ def test_bad_arguments(tmp_path):
         export_classifier_for_serving(
             keras.Model(dynamic, keras.layers.Dense(2)(pooled)), tmp_path
         )
+
+
+def test_cli_exports_a_classifier(tmp_path, capsys):
+    from PIL import Image
+
+    from keras_segattn.export.__main__ import main
+
+    _st_classifier().save(tmp_path / "st.keras")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    Image.new("RGB", (20, 16), (200, 10, 10)).save(samples / "a.png")
+    argv = [
+        str(tmp_path / "st.keras"),
+        "--task",
+        "classification",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--warmup-images",
+        str(samples),
+    ]
+    assert main(argv) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith("/1")
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    served = signature(images=tf.zeros((2, 8, 8, 1), tf.uint8))
+    assert served["probabilities"].shape == (2, 3)
+    warmup = tf.io.gfile.join(
+        path, "assets.extra", "tf_serving_warmup_requests"
+    )
+    assert tf.io.gfile.exists(warmup)
