@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TF_WHEEL ?= cpu
 DEMO_DIR ?= saved_models/demo_pets_fcn8s
 
-.PHONY: demo test lint format smoke bench clean install
+.PHONY: demo test lint format smoke bench bench-torch clean install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,28 @@ smoke: install
 
 bench: install
 	$(PY) benchmarks/bench_segmentation.py
+	$(PY) benchmarks/bench_grid_sample.py
+	$(PY) benchmarks/bench_roi_ops.py
+	$(PY) benchmarks/bench_translation.py
+
+# The benchmarks again, with torch/torchvision importable for the reference
+# columns: a separate venv (torch is never a dependency of the package) that
+# sees the main venv's packages through a .pth file.
+TORCH_VENV ?= .venv-torch
+$(TORCH_VENV)/.installed: $(VENV)/.installed-$(TF_WHEEL)
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	    > "$$($(TORCH_VENV)/bin/python -c 'import sysconfig; \
+	    print(sysconfig.get_paths()["purelib"])')/keras_segattn_venv.pth"
+	$(TORCH_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	touch $@
+
+bench-torch: $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python benchmarks/bench_grid_sample.py
+	$(TORCH_VENV)/bin/python benchmarks/bench_roi_ops.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
 	find saved_models -mindepth 1 -maxdepth 1 ! -name README.md \
-	    ! -name pets_fcn ! -name camvid_fcn -exec rm -rf {} +
+	    ! -name pets_fcn ! -name camvid_fcn ! -name stn_cluttered_mnist \
+	    ! -name nmt_spa_eng -exec rm -rf {} +
