@@ -320,13 +320,16 @@ def train(args) -> int:
     model = keras.saving.load_model(out / "model.keras")
     best_epoch = int(np.argmin(history.history["val_loss"])) + 1
 
-    module = translation_export.TranslationServingModule(
-        model,
+    serving_args = (
         vocabularies["source"],
         vocabularies["target"],
         vocabularies["display"],
-        max_output_length=args.max_output_length,
-        beam_width=args.beam_width,
+    )
+    serving_kwargs = dict(
+        max_output_length=args.max_output_length, beam_width=args.beam_width
+    )
+    module = translation_export.TranslationServingModule(
+        model, *serving_args, **serving_kwargs
     )
     references = [t for _, t in validation_pairs]
     scores = {}
@@ -346,11 +349,8 @@ def train(args) -> int:
     export_path = translation_export.export_translator_for_serving(
         model,
         out,
-        vocabularies["source"],
-        vocabularies["target"],
-        vocabularies["display"],
-        max_output_length=args.max_output_length,
-        beam_width=args.beam_width,
+        *serving_args,
+        **serving_kwargs,
         warmup_sentences=[s for s, _ in validation_pairs[:4]],
     )
     metrics = {

@@ -176,12 +176,7 @@ class BahdanauAttention(keras.layers.Layer):
         Returns:
             (context, weights) as documented on the class.
         """
-        self._check_shapes(
-            query.shape,
-            value.shape,
-            None,
-            None if mask is None else mask.shape,
-        )
+        self._check_shapes(*(_shape(x) for x in (query, value, None, mask)))
         validation.check_rank(processed_key, 3, "processed_key")
         validation.check_static_dims(
             query, {-1: self.query_kernel.shape[0]}, "query"
@@ -222,12 +217,7 @@ class BahdanauAttention(keras.layers.Layer):
     ):
         if mask is None:
             mask = value_mask
-        self._check_shapes(
-            query.shape,
-            value.shape,
-            None if key is None else key.shape,
-            None if mask is None else mask.shape,
-        )
+        self._check_shapes(*(_shape(x) for x in (query, value, key, mask)))
         processed_key = self.precompute_keys(value if key is None else key)
         context, weights = self.attend(query, value, processed_key, mask)
         if return_attention_scores:
@@ -254,7 +244,7 @@ class BahdanauAttention(keras.layers.Layer):
     ):
         context = keras.KerasTensor(
             self.compute_output_shape(
-                query.shape, value.shape, None if key is None else key.shape
+                *(_shape(x) for x in (query, value, key))
             ),
             self.compute_dtype,
         )
@@ -283,6 +273,11 @@ class BahdanauAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def _shape(x):
+    """The static shape of an optional tensor (None stays None)."""
+    return None if x is None else x.shape
 
 
 def _check_equal_dims(shapes: dict, axis: int, what: str) -> None:

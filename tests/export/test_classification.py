@@ -1,6 +1,8 @@
 """Tests for `keras_segattn.export.export_classifier_for_serving`."""
 
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -10,6 +12,9 @@ import tensorflow as tf
 from keras_segattn.export import export_classifier_for_serving
 from keras_segattn.layers import SpatialTransformer
 from keras_segattn.layers import build_localization_head
+from tests.export.helpers import run_with_v1_loader
+from tests.export.helpers import saved_model_cli
+from tests.export.helpers import saved_model_cli_run
 
 
 def _st_classifier():
@@ -124,3 +129,75 @@ def test_cli_exports_a_classifier(tmp_path, capsys):
         path, "assets.extra", "tf_serving_warmup_requests"
     )
     assert tf.io.gfile.exists(warmup)
+
+
+@pytest.fixture(scope="module")
+def exported_st(tmp_path_factory):
+    model = _st_classifier()
+    samples = [np.full((8, 8, 1), v, np.uint8) for v in (0, 128)]
+    path = export_classifier_for_serving(
+        model, tmp_path_factory.mktemp("st"), warmup_images=samples
+    )
+    return model, path, samples
+
+
+def test_tf_serving_readers(exported_st, tmp_path):
+    model, path, _ = exported_st
+    images = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 1))
+    images = images.astype(np.uint8)
+    expected = np.asarray(model(images.astype("float32"))["probabilities"])
+    result = run_with_v1_loader(path, "images", images, tf.uint8)
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-6)
+    assert result["theta"].shape == (2, 3)  # attention transform: s, tx, ty
+    shown = saved_model_cli("show", "--all", "--dir", path)
+    assert re.search(r"inputs\['images'\].*\n\s*dtype: DT_UINT8", shown)
+    assert re.search(r"outputs\['classes'\].*\n\s*dtype: DT_INT32", shown)
+    assert "serving_float32" in shown
+    np.save(tmp_path / "x.npy", images)
+    ran = saved_model_cli_run(path, "--inputs", f"images={tmp_path / 'x.npy'}")
+    assert "transformed_images" in ran
+    # A fresh process reloads it and gets the same probabilities.
+    np.save(tmp_path / "expected.npy", expected)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = tf.constant(np.load(sys.argv[2]))\n"
+        "p = m.signatures['serving_default'](images=x)['probabilities']\n"
+        "np.testing.assert_allclose(p, np.load(sys.argv[3]), atol=1e-5)\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            path,
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "expected.npy"),
+        ],
+        check=True,
+    )
+
+
+def test_warmup_and_bad_requests(exported_st):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path, samples = exported_st
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    warmup = tf.io.gfile.join(
+        path, "assets.extra", "tf_serving_warmup_requests"
+    )
+    records = list(tf.data.TFRecordDataset(warmup).as_numpy_iterator())
+    assert len(records) == len(samples)
+    for record, sample in zip(records, samples, strict=True):
+        request = prediction_log_pb2.PredictionLog.FromString(
+            record
+        ).predict_log.request
+        images = tf.make_ndarray(request.inputs["images"])
+        np.testing.assert_array_equal(images[0], sample)
+        assert signature(images=tf.constant(images))["classes"].shape == (1,)
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        signature(images=tf.zeros((1, 8, 8, 1), tf.float32))  # dtype
+    with pytest.raises(
+        (TypeError, ValueError, tf.errors.InvalidArgumentError), match="images"
+    ):
+        signature(images=tf.zeros((8, 8, 1), tf.uint8))  # rank

@@ -9,6 +9,10 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.export import export_for_serving
+from tests.export.helpers import run_with_v1_loader
+from tests.export.helpers import saved_model_cli
+from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import stored_variable_bytes
 
 
 def _tiny_segmenter(num_classes=3, image_shape=(None, None, 3)):
@@ -81,47 +85,19 @@ def test_reload_in_fresh_process_matches(exported, tmp_path):
 
 def test_v1_loader_runs_signature_by_tensor_names(exported):
     _, path = exported
-    images = _images(batch=1)
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        signature = meta.signature_def["serving_default"]
-        assert signature.inputs["images"].dtype == tf.uint8.as_datatype_enum
-        fetches = {k: v.name for k, v in signature.outputs.items()}
-        result = sess.run(fetches, {signature.inputs["images"].name: images})
+    result = run_with_v1_loader(path, "images", _images(batch=1), tf.uint8)
     assert result["masks"].shape == (1, 12, 10)
     assert result["masks"].dtype == np.int32
 
 
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     _, path = exported
-    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    shown = subprocess.run(
-        cli + ["show", "--all", "--dir", path],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    shown = saved_model_cli("show", "--all", "--dir", path)
     assert "serving_default" in shown
     assert re.search(r"inputs\['images'\].*\n\s*dtype: DT_UINT8", shown)
     assert re.search(r"outputs\['masks'\].*\n\s*dtype: DT_INT32", shown)
     np.save(tmp_path / "x.npy", _images(batch=1))
-    ran = subprocess.run(
-        cli
-        + [
-            "run",
-            "--dir",
-            path,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            "--inputs",
-            f"images={tmp_path / 'x.npy'}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    ran = saved_model_cli_run(path, "--inputs", f"images={tmp_path / 'x.npy'}")
     assert "masks" in ran
 
 
@@ -292,6 +268,4 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
 def test_variables_are_stored_once(exported):
     # Keras's ExportArchive checkpoints every variable twice; ours must not.
     model, path = exported
-    data = tf.io.gfile.glob(f"{path}/variables/variables.data-*")
-    stored = sum(tf.io.gfile.stat(f).length for f in data)
-    assert stored < 1.5 * 4 * model.count_params() + 4096
+    assert stored_variable_bytes(path) < 1.5 * 4 * model.count_params() + 4096

@@ -16,6 +16,10 @@ from keras_segattn.export import TranslationServingModule
 from keras_segattn.export import export_translator_for_serving
 from keras_segattn.models import Seq2SeqTranslator
 from keras_segattn.models import greedy_decode
+from tests.export.helpers import run_with_v1_loader
+from tests.export.helpers import saved_model_cli
+from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import stored_variable_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = ["¿Dónde está Tom?", "Tengo hambre.", "Zyxwv qwerty."]
@@ -117,47 +121,20 @@ def test_reload_in_fresh_process_matches(exported, tmp_path):
 
 def test_v1_loader_runs_signature_by_tensor_names(exported):
     _, _, _, path = exported
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        signature = meta.signature_def["serving_default"]
-        assert signature.inputs["text"].dtype == tf.string.as_datatype_enum
-        fetches = {k: v.name for k, v in signature.outputs.items()}
-        result = sess.run(
-            fetches, {signature.inputs["text"].name: SENTENCES[:2]}
-        )
+    result = run_with_v1_loader(path, "text", SENTENCES[:2], tf.string)
     assert result["translation"].shape == (2,)
     assert result["tokens"].dtype == np.int32
 
 
 def test_saved_model_cli_show_and_run(exported):
     _, _, _, path = exported
-    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    shown = subprocess.run(
-        cli + ["show", "--all", "--dir", path],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    shown = saved_model_cli("show", "--all", "--dir", path)
     assert re.search(r"inputs\['text'\].*\n\s*dtype: DT_STRING", shown)
     assert re.search(r"outputs\['translation'\].*\n\s*dtype: DT_STRING", shown)
     assert "serving_beam" in shown
-    ran = subprocess.run(
-        cli
-        + [
-            "run",
-            "--dir",
-            path,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            "--input_exprs",
-            "text=['Hola.', 'Tengo hambre.']",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    ran = saved_model_cli_run(
+        path, "--input_exprs", "text=['Hola.', 'Tengo hambre.']"
+    )
     assert "translation" in ran
 
 
@@ -201,9 +178,7 @@ def test_bad_requests(exported):
 
 def test_variables_are_stored_once(exported):
     model, _, _, path = exported
-    data = tf.io.gfile.glob(f"{path}/variables/variables.data-*")
-    stored = sum(tf.io.gfile.stat(f).length for f in data)
-    assert stored < 1.5 * 4 * model.count_params() + 4096
+    assert stored_variable_bytes(path) < 1.5 * 4 * model.count_params() + 4096
 
 
 def test_bad_arguments(exported, tmp_path):

@@ -1,0 +1,50 @@
+"""Shared checks of the export tests: the ways TF Serving tools read a
+SavedModel (saved_model_cli, the TF1 loader) and the variable storage."""
+
+import subprocess
+import sys
+
+import tensorflow as tf
+
+
+def saved_model_cli(*args: str) -> str:
+    """Runs `saved_model_cli` in a fresh process; returns its stdout."""
+    return subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+        + list(args),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def saved_model_cli_run(path: str, *input_args: str) -> str:
+    """`saved_model_cli run` of `serving_default` with the given input
+    arguments (`--inputs ...` or `--input_exprs ...`)."""
+    return saved_model_cli(
+        "run",
+        "--dir",
+        path,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        *input_args,
+    )
+
+
+def run_with_v1_loader(path: str, input_name: str, value, dtype):
+    """Runs `serving_default` by tensor names under the `serve` tag, as TF
+    Serving does; checks the input dtype; returns the outputs by name."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        signature = meta.signature_def["serving_default"]
+        assert signature.inputs[input_name].dtype == dtype.as_datatype_enum
+        fetches = {k: v.name for k, v in signature.outputs.items()}
+        return sess.run(fetches, {signature.inputs[input_name].name: value})
+
+
+def stored_variable_bytes(path: str) -> int:
+    """Bytes of the SavedModel's variable shards."""
+    data = tf.io.gfile.glob(f"{path}/variables/variables.data-*")
+    return sum(tf.io.gfile.stat(f).length for f in data)
