@@ -12,6 +12,10 @@ from keras_segattn.data.camvid import CAMVID_NUM_CLASSES
 from keras_segattn.data.camvid import CAMVID_PALETTE
 from keras_segattn.data.camvid import CAMVID_VOID_LABEL
 from keras_segattn.data.camvid import load_camvid
+from keras_segattn.data.digit_captions import CAPTION_VOCABULARY
+from keras_segattn.data.digit_captions import caption_for
+from keras_segattn.data.digit_captions import make_digit_caption_arrays
+from keras_segattn.data.digit_captions import make_synthetic_digit_captions
 from keras_segattn.data.mnist import CLUTTERED_MNIST_FILE
 from keras_segattn.data.mnist import CLUTTERED_MNIST_IMAGE_SIZE
 from keras_segattn.data.mnist import CLUTTERED_MNIST_SAMPLE_FILE

@@ -1,5 +1,7 @@
 """SavedModel export for TF Serving."""
 
+from keras_segattn.export.captioning import CaptioningServingModule
+from keras_segattn.export.captioning import export_captioner_for_serving
 from keras_segattn.export.classification import export_classifier_for_serving
 from keras_segattn.export.classification import make_classifier_serving_fn
 from keras_segattn.export.serving import SERVING_KEY

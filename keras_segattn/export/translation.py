@@ -63,6 +63,28 @@ def _check_vocabulary(vocabulary, name: str, size: int) -> list[str]:
     return vocabulary
 
 
+def display_words_for(vocabulary, start_id: int, end_id: int) -> tf.Tensor:
+    """The words to show for each id: the start and end tokens show as ""."""
+    display = [str(word) for word in vocabulary]
+    display[start_id] = display[end_id] = ""
+    return tf.constant(display)
+
+
+def decoded_to_text(display_words, decoded: dict, text_key: str) -> dict:
+    """Serving outputs of a `greedy_decode`/`beam_search_decode` result:
+    `text_key` (detokenised sentences), `attention`, `tokens` and, from a
+    beam, `scores`."""
+    words = tf.gather(display_words, decoded["tokens"])
+    outputs = {
+        text_key: detokenize(words),
+        "attention": decoded["attention"],
+        "tokens": decoded["tokens"],
+    }
+    if "scores" in decoded:
+        outputs["scores"] = decoded["scores"]
+    return outputs
+
+
 class TranslationServingModule(tf.Module):
     """Text-in, text-out functions around a `Seq2SeqTranslator`.
 
@@ -141,9 +163,9 @@ class TranslationServingModule(tf.Module):
             ),
             default_value=OOV_ID,
         )
-        display = list(display_vocabulary)
-        display[self.start_id] = display[self.end_id] = ""
-        self.display_words = tf.constant(display)
+        self.display_words = display_words_for(
+            display_vocabulary, self.start_id, self.end_id
+        )
         spec = tf.TensorSpec([None], tf.string, name="text")
         self.translate = tf.function(self._translate_greedy, [spec])
         self.translate_beam = tf.function(self._translate_beam, [spec])
@@ -171,15 +193,7 @@ class TranslationServingModule(tf.Module):
             return tf.identity(ids.to_tensor(0))
 
     def _outputs(self, decoded):
-        words = tf.gather(self.display_words, decoded["tokens"])
-        outputs = {
-            "translation": detokenize(words),
-            "attention": decoded["attention"],
-            "tokens": decoded["tokens"],
-        }
-        if "scores" in decoded:
-            outputs["scores"] = decoded["scores"]
-        return outputs
+        return decoded_to_text(self.display_words, decoded, "translation")
 
     def _translate(self, text, decode):
         text = tf.ensure_shape(text, [None])

@@ -10,6 +10,7 @@ from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D
 from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
 from keras_segattn.layers.roi_align import RoIAlign
 from keras_segattn.layers.roi_pool import RoIPool
+from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder
 from keras_segattn.layers.spatial_transformer import SpatialTransformer
 from keras_segattn.layers.spatial_transformer import build_localization_head
 from keras_segattn.layers.spatial_transformer import identity_transform

@@ -7,6 +7,8 @@ from keras_segattn.models.blocks import apply_bilinear_upsampling
 from keras_segattn.models.blocks import apply_conv_block
 from keras_segattn.models.blocks import apply_fcn_decoder
 from keras_segattn.models.blocks import apply_upsample_block
+from keras_segattn.models.captioning import ShowAttendTellCaptioner
+from keras_segattn.models.captioning import build_caption_encoder
 from keras_segattn.models.deconvnet import DeconvNet
 from keras_segattn.models.deconvnet import SegNet
 from keras_segattn.models.fcn import FCN

@@ -218,6 +218,7 @@ class Seq2SeqTranslator(keras.Model):
             `keys` (precomputed attention keys or None) and `state` `s_0`.
         """
         validation.check_rank(source, 2, "source")
+        source = ops.cast(source, "int32")
         mask = ops.not_equal(source, 0)
         embedded = self.source_embedding(source)
         annotations, forward_state, backward_state = self.encoder(
@@ -256,11 +257,16 @@ class Seq2SeqTranslator(keras.Model):
         return self.logits_layer(features), new_state, weights
 
 
-def _check_decoding_args(source, max_length, start_id, end_id):
-    validation.check_rank(source, 2, "source")
+def _check_decoding_args(max_length, start_id, end_id):
     validation.check_int(max_length, "max_length", 1)
     validation.check_int(start_id, "start_id", 0)
     validation.check_int(end_id, "end_id", 0)
+
+
+def _attention_width(encoded: dict):
+    """Attended positions: memory [B, S, D] -> S; a fixed context -> 0."""
+    memory = encoded["memory"]
+    return tf.shape(memory)[1] if len(memory.shape) == 3 else 0
 
 
 def _tile_encoded(encoded: dict, beam_width: int) -> dict:
@@ -280,9 +286,16 @@ def greedy_decode(
 ):
     """Greedy decoding: the most likely word at every step.
 
+    Works for any model with the step-decoding interface of
+    `Seq2SeqTranslator`: `encode(source)` returning a dict of batch-major
+    tensors with `state` and `memory` ([B, S, D] when attending), and
+    `decode_step(tokens, state, encoded)` returning (logits, state,
+    attention weights); `ShowAttendTellCaptioner` has it too.
+
     Args:
-        model: a `Seq2SeqTranslator`.
-        source: int ids [B, S] (0 = padding).
+        model: a `Seq2SeqTranslator` or another step decoder.
+        source: what `model.encode` takes (int ids [B, S] for a
+            translator, 0 = padding).
         max_length: int >= 1, most words generated (the end token counts).
         start_id, end_id: ids of the start and end tokens.
 
@@ -291,11 +304,10 @@ def greedy_decode(
         `lengths` int32 [B] (words before the end token), `attention`
         float32 [B, max_length, S] (zero rows after the end).
     """
-    _check_decoding_args(source, max_length, start_id, end_id)
-    source = tf.cast(source, "int32")
-    batch = tf.shape(source)[0]
+    _check_decoding_args(max_length, start_id, end_id)
     encoded = model.encode(source)
-    attention_width = tf.shape(source)[1] if model.attention else 0
+    batch = tf.shape(tf.nest.flatten(encoded["state"])[0])[0]
+    attention_width = _attention_width(encoded)
 
     def body(step, tokens, state, done, output, attention):
         logits, state, weights = model.decode_step(tokens, state, encoded)
@@ -368,8 +380,9 @@ def beam_search_decode(
     probability, which favours short outputs.
 
     Args:
-        model: a `Seq2SeqTranslator`.
-        source: int ids [B, S].
+        model: a `Seq2SeqTranslator` or another step decoder (see
+            `greedy_decode`).
+        source: what `model.encode` takes.
         max_length: int >= 1, most words generated.
         start_id, end_id: ids of the start and end tokens.
         beam_width: int >= 1; 1 equals greedy decoding.
@@ -379,19 +392,19 @@ def beam_search_decode(
         dict as `greedy_decode` for the best hypothesis, plus `scores`
         float32 [B] (its normalised log probability).
     """
-    _check_decoding_args(source, max_length, start_id, end_id)
+    _check_decoding_args(max_length, start_id, end_id)
     beam_width = validation.check_int(beam_width, "beam_width", 1)
     if float(length_penalty) < 0:
         raise ValueError(
             "Invalid value for argument `length_penalty`. Expected a float "
             f">= 0. Received: length_penalty={length_penalty!r}."
         )
-    source = tf.cast(source, "int32")
-    batch = tf.shape(source)[0]
+    encoded = model.encode(source)
+    batch = tf.shape(tf.nest.flatten(encoded["state"])[0])[0]
     width = beam_width
     flat = batch * width
-    encoded = _tile_encoded(model.encode(source), width)
-    attention_width = tf.shape(source)[1] if model.attention else 0
+    encoded = _tile_encoded(encoded, width)
+    attention_width = _attention_width(encoded)
     vocabulary = model.target_vocabulary_size
     neg_inf = tf.constant(-1e9, tf.float32)
     # Only the first beam is alive at the start (the others are copies).

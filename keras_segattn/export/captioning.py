@@ -1,0 +1,157 @@
+"""SavedModel export of a `ShowAttendTellCaptioner`: images in, text out.
+
+Contract (README, "Serving"):
+
+- `serving_default` (greedy): `images` uint8 [b, H, W, C] (the model's
+  size) → `caption` tf.string [b], `attention` float32 [b, max_len, L]
+  (the weights over the L grid cells for each word, zero after the end),
+  `tokens` int32 [b, max_len].
+- `serving_beam`: the same with beam search, plus `scores` float32 [b].
+
+No XLA, core TensorFlow ops only. An empty batch returns empty outputs; a
+wrong dtype, rank or image size is rejected by the signature or by an
+`ensure_shape` naming `images`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_segattn.data.text import END_TOKEN
+from keras_segattn.data.text import START_TOKEN
+from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import _check_version
+from keras_segattn.export.serving import write_warmup_requests
+from keras_segattn.export.translation import BEAM_SERVING_KEY
+from keras_segattn.export.translation import decoded_to_text
+from keras_segattn.export.translation import display_words_for
+from keras_segattn.models.captioning import ShowAttendTellCaptioner
+from keras_segattn.models.translation import beam_search_decode
+from keras_segattn.models.translation import greedy_decode
+
+
+class CaptioningServingModule(tf.Module):
+    """Image-in, caption-out functions around a `ShowAttendTellCaptioner`.
+
+    Args:
+        model: a trained `ShowAttendTellCaptioner`.
+        vocabulary: its words by id (with "[START]" and "[END]").
+        max_output_length: int >= 1, most words per caption.
+        beam_width: int >= 1, for `caption_beam`.
+        length_penalty: float >= 0, GNMT length normalisation.
+    """
+
+    def __init__(
+        self,
+        model: ShowAttendTellCaptioner,
+        vocabulary: Sequence[str],
+        max_output_length: int = 16,
+        beam_width: int = 3,
+        length_penalty: float = 0.6,
+        name=None,
+    ):
+        super().__init__(name=name)
+        if not isinstance(model, ShowAttendTellCaptioner):
+            raise TypeError(
+                "Invalid type for argument `model`. Expected a "
+                f"ShowAttendTellCaptioner. Received: {type(model).__name__}."
+            )
+        vocabulary = [str(word) for word in vocabulary]
+        if len(vocabulary) != model.vocabulary_size:
+            raise ValueError(
+                "Invalid length for argument `vocabulary`. Expected "
+                f"{model.vocabulary_size} words (the model's vocabulary "
+                f"size). Received: {len(vocabulary)} words."
+            )
+        for token in (START_TOKEN, END_TOKEN):
+            if token not in vocabulary:
+                raise ValueError(
+                    "Invalid value for argument `vocabulary`. Expected it "
+                    f"to contain {token!r}."
+                )
+        # Variables are saved once, through the `tf.Variable`s captured.
+        object.__setattr__(self, "_model", model)
+        self.model_variables = [v.value for v in model.variables]
+        self.start_id = vocabulary.index(START_TOKEN)
+        self.end_id = vocabulary.index(END_TOKEN)
+        self.display_words = display_words_for(
+            vocabulary, self.start_id, self.end_id
+        )
+        self.max_output_length = int(max_output_length)
+        self.beam_width = int(beam_width)
+        self.length_penalty = float(length_penalty)
+        self.image_shape = tuple(model.image_shape)
+        spec = tf.TensorSpec((None, *self.image_shape), tf.uint8, name="images")
+        self.caption = tf.function(self._caption_greedy, [spec])
+        self.caption_beam = tf.function(self._caption_beam, [spec])
+
+    @property
+    def model(self) -> ShowAttendTellCaptioner:
+        return self._model
+
+    def _images(self, images):
+        images = tf.ensure_shape(images, (None, *self.image_shape))
+        return tf.cast(images, tf.float32)
+
+    def _caption_greedy(self, images):
+        decoded = greedy_decode(
+            self._model,
+            self._images(images),
+            self.max_output_length,
+            self.start_id,
+            self.end_id,
+        )
+        return decoded_to_text(self.display_words, decoded, "caption")
+
+    def _caption_beam(self, images):
+        decoded = beam_search_decode(
+            self._model,
+            self._images(images),
+            self.max_output_length,
+            self.start_id,
+            self.end_id,
+            beam_width=self.beam_width,
+            length_penalty=self.length_penalty,
+        )
+        return decoded_to_text(self.display_words, decoded, "caption")
+
+
+def export_captioner_for_serving(
+    model: ShowAttendTellCaptioner,
+    export_dir: str | os.PathLike,
+    vocabulary: Sequence[str],
+    *,
+    version: int = 1,
+    max_output_length: int = 16,
+    beam_width: int = 3,
+    length_penalty: float = 0.6,
+    warmup_images=None,
+) -> str:
+    """Writes `export_dir/<version>/` with `serving_default` and
+    `serving_beam` (see the module docstring).
+
+    Returns:
+        The path of the written version directory.
+    """
+    version = _check_version(version)
+    module = CaptioningServingModule(
+        model, vocabulary, max_output_length, beam_width, length_penalty
+    )
+    path = os.path.join(os.fspath(export_dir), str(version))
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            SERVING_KEY: module.caption,
+            BEAM_SERVING_KEY: module.caption_beam,
+        },
+    )
+    if warmup_images is not None:
+        write_warmup_requests(
+            path, [np.asarray(image, np.uint8) for image in warmup_images]
+        )
+    return path
