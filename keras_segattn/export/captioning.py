@@ -29,6 +29,7 @@ from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.export.translation import BEAM_SERVING_KEY
 from keras_segattn.export.translation import decoded_to_text
 from keras_segattn.export.translation import display_words_for
+from keras_segattn.export.translation import outputs_or_empty
 from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.translation import beam_search_decode
 from keras_segattn.models.translation import greedy_decode
@@ -93,31 +94,44 @@ class CaptioningServingModule(tf.Module):
     def model(self) -> ShowAttendTellCaptioner:
         return self._model
 
-    def _images(self, images):
+    def _caption(self, images, decode):
         images = tf.ensure_shape(images, (None, *self.image_shape))
-        return tf.cast(images, tf.float32)
+
+        def run(batch):
+            decoded = decode(tf.cast(batch, tf.float32))
+            return decoded_to_text(self.display_words, decoded, "caption")
+
+        return outputs_or_empty(
+            tf.shape(images)[0],
+            lambda: run(images),
+            lambda: run(tf.zeros((1, *self.image_shape), tf.uint8)),
+        )
 
     def _caption_greedy(self, images):
-        decoded = greedy_decode(
-            self._model,
-            self._images(images),
-            self.max_output_length,
-            self.start_id,
-            self.end_id,
+        return self._caption(
+            images,
+            lambda x: greedy_decode(
+                self._model,
+                x,
+                self.max_output_length,
+                self.start_id,
+                self.end_id,
+            ),
         )
-        return decoded_to_text(self.display_words, decoded, "caption")
 
     def _caption_beam(self, images):
-        decoded = beam_search_decode(
-            self._model,
-            self._images(images),
-            self.max_output_length,
-            self.start_id,
-            self.end_id,
-            beam_width=self.beam_width,
-            length_penalty=self.length_penalty,
+        return self._caption(
+            images,
+            lambda x: beam_search_decode(
+                self._model,
+                x,
+                self.max_output_length,
+                self.start_id,
+                self.end_id,
+                beam_width=self.beam_width,
+                length_penalty=self.length_penalty,
+            ),
         )
-        return decoded_to_text(self.display_words, decoded, "caption")
 
 
 def export_captioner_for_serving(

@@ -85,6 +85,17 @@ def decoded_to_text(display_words, decoded: dict, text_key: str) -> dict:
     return outputs
 
 
+def outputs_or_empty(batch_size, run, probe):
+    """`run()` for a non-empty batch; for an empty one, the outputs of
+    `probe()` (one dummy example) cut to zero rows, because some kernels
+    (oneDNN convolutions, the text pipeline) reject empty batches."""
+    return tf.cond(
+        batch_size > 0,
+        run,
+        lambda: {key: value[:0] for key, value in probe().items()},
+    )
+
+
 class TranslationServingModule(tf.Module):
     """Text-in, text-out functions around a `Seq2SeqTranslator`.
 
@@ -197,17 +208,11 @@ class TranslationServingModule(tf.Module):
 
     def _translate(self, text, decode):
         text = tf.ensure_shape(text, [None])
-
-        def run():
-            return self._outputs(decode(self.vectorize(text)))
-
-        def empty():
-            probe = decode(tf.ones([1, 1], tf.int32))
-            return {
-                key: value[:0] for key, value in self._outputs(probe).items()
-            }
-
-        return tf.cond(tf.size(text) > 0, run, empty)
+        return outputs_or_empty(
+            tf.size(text),
+            lambda: self._outputs(decode(self.vectorize(text))),
+            lambda: self._outputs(decode(tf.ones([1, 1], tf.int32))),
+        )
 
     def _translate_greedy(self, text):
         return self._translate(

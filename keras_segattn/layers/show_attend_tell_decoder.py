@@ -34,8 +34,9 @@ class ShowAttendTellDecoder(keras.layers.Layer):
       `Dense(vocabulary)` (`L_o`) turns into word logits (eq. 7).
 
     With `attention="none"` it is the plain RNN captioner of the
-    lectures (Show and Tell style): the image enters only through the
-    initial state, and the features are `E y_{t-1} + L_h h_t`.
+    lectures: the context is the same mean annotation `(1/L) Σ_i a_i` at
+    every step (uniform weights, no gate), so the model sees the whole
+    image but cannot look at one part of it per word.
 
     Args:
         units: int > 0, LSTM size.
@@ -45,8 +46,7 @@ class ShowAttendTellDecoder(keras.layers.Layer):
 
     Call arguments:
         caption_embeddings: [B, T, E], embeddings of `y_0 .. y_{T-1}`.
-        annotations: [B, L, D] image features (ignored by "none" except
-            for its shape).
+        annotations: [B, L, D] image features.
         initial_state: [B, 2·units], `[h_0; c_0]`.
         noise: optional float [B, T] uniform in [0, 1) for hard sampling
             (drawn by the layer when omitted); `use_expected`: optional
@@ -118,18 +118,17 @@ class ShowAttendTellDecoder(keras.layers.Layer):
             embed_dim, dtype=policy, name="hidden_projection"
         )
         self.hidden_projection.build((None, self.units))
-        context_dim = feature_dim if self.uses_attention else 0
-        self.cell.build((None, embed_dim + context_dim))
+        self.cell.build((None, embed_dim + feature_dim))
         if self.uses_attention:
             self.attention.build((None, self.units), (None, None, feature_dim))
             self.gate.build((None, self.units))
-            self.context_projection = keras.layers.Dense(
-                embed_dim,
-                use_bias=False,
-                dtype=policy,
-                name="context_projection",
-            )
-            self.context_projection.build((None, feature_dim))
+        self.context_projection = keras.layers.Dense(
+            embed_dim,
+            use_bias=False,
+            dtype=policy,
+            name="context_projection",
+        )
+        self.context_projection.build((None, feature_dim))
 
     def precompute_keys(self, annotations):
         if not self.uses_attention:
@@ -152,8 +151,11 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         h, c = state[:, : self.units], state[:, self.units :]
         batch = ops.shape(state)[0]
         if not self.uses_attention:
-            inputs = embedding
-            weights = ops.zeros((batch, ops.shape(annotations)[1]), "float32")
+            locations = ops.shape(annotations)[1]
+            context = ops.mean(ops.cast(annotations, dtype), axis=1)
+            weights = ops.ones((batch, locations), "float32") / ops.cast(
+                locations, "float32"
+            )
             sample_log_prob = ops.zeros((batch,), "float32")
         else:
             context, weights = self.attention.attend(h, annotations, keys)
@@ -185,11 +187,13 @@ class ShowAttendTellDecoder(keras.layers.Layer):
                 else:
                     context = sampled
             context = self.gate(h) * context
-            inputs = ops.concatenate([embedding, context], axis=-1)
+        inputs = ops.concatenate([embedding, context], axis=-1)
         output, (h, c) = self.cell(inputs, [h, c])
-        features = embedding + self.hidden_projection(output)
-        if self.uses_attention:
-            features = features + self.context_projection(context)
+        features = (
+            embedding
+            + self.hidden_projection(output)
+            + self.context_projection(context)
+        )
         return ops.concatenate([h, c], -1), features, weights, sample_log_prob
 
     def call(

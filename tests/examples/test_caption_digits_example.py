@@ -1,0 +1,63 @@
+"""Smoke test of examples/caption_digits.py."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location(
+        "example_caption_digits", ROOT / "examples" / "caption_digits.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _example().main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--smoke" in capsys.readouterr().out
+
+
+def test_caption_encoding_round_trip():
+    example = _example()
+    captions = ["three left of seven above one", "two above five"]
+    caption_in, caption_out = example.encode_captions(captions)
+    assert caption_in.shape == caption_out.shape == (2, example.MAX_WORDS)
+    assert example.caption_texts(caption_out) == captions
+    assert np.all(caption_in[:, 0] == example.START)
+    with pytest.raises(ValueError, match="longer than"):
+        example.encode_captions([" ".join(["one"] * 20)])
+
+
+@pytest.mark.slow  # two XLA-compiled captioners and an export
+def test_smoke_trains_evaluates_and_exports(tmp_path):
+    example = _example()
+    argv = ["--smoke", "--modes", "none", "soft", "--output-dir", str(tmp_path)]
+    assert example.main(argv) == 0
+    for name in (
+        "metrics.json",
+        "history_soft.csv",
+        "model.keras",
+        "plots/attention_soft.png",
+        "1/saved_model.pb",
+        "1/assets.extra/tf_serving_warmup_requests",
+    ):
+        assert (tmp_path / name).exists(), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"none", "soft"}
+    for result in metrics["results"].values():
+        assert 0.0 <= result["exact_match"] <= 1.0
+    loaded = tf.saved_model.load(str(tmp_path / "1"))
+    out = loaded.signatures["serving_default"](
+        images=tf.zeros((2, 84, 84, 1), tf.uint8)
+    )
+    assert out["caption"].shape == (2,)

@@ -1,0 +1,130 @@
+"""Tests for `keras_segattn.export.export_captioner_for_serving`."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.data import CAPTION_VOCABULARY
+from keras_segattn.export import BEAM_SERVING_KEY
+from keras_segattn.export import export_captioner_for_serving
+from keras_segattn.models import ShowAttendTellCaptioner
+from keras_segattn.models import greedy_decode
+from tests.export.helpers import run_with_v1_loader
+from tests.export.helpers import saved_model_cli
+from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import stored_variable_bytes
+
+VOCABULARY = list(CAPTION_VOCABULARY)
+MAX_LENGTH = 6
+
+
+def _images(batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (batch, 16, 16, 1)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = ShowAttendTellCaptioner(
+        len(VOCABULARY),
+        image_shape=(16, 16, 1),
+        filters=(4, 6),
+        embedding_dim=6,
+        decoder_units=8,
+        attention_units=5,
+    )
+    path = export_captioner_for_serving(
+        model,
+        tmp_path_factory.mktemp("captions"),
+        VOCABULARY,
+        max_output_length=MAX_LENGTH,
+        warmup_images=list(_images(2, seed=5)),
+    )
+    return model, path
+
+
+def test_outputs_match_the_model(exported):
+    model, path = exported
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_default", BEAM_SERVING_KEY}
+    images = _images(3)
+    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert sorted(served) == ["attention", "caption", "tokens"]
+    expected = greedy_decode(
+        model,
+        images.astype("float32"),
+        MAX_LENGTH,
+        VOCABULARY.index("[START]"),
+        VOCABULARY.index("[END]"),
+    )
+    np.testing.assert_array_equal(served["tokens"], expected["tokens"])
+    np.testing.assert_allclose(
+        served["attention"], expected["attention"], atol=1e-6
+    )
+    beam = loaded.signatures[BEAM_SERVING_KEY](images=tf.constant(images))
+    assert beam["caption"].shape == (3,) and beam["scores"].shape == (3,)
+
+
+def test_tf_serving_readers_and_fresh_process(exported, tmp_path):
+    _, path = exported
+    images = _images(1, seed=2)
+    result = run_with_v1_loader(path, "images", images, tf.uint8)
+    assert result["caption"].shape == (1,)
+    shown = saved_model_cli("show", "--all", "--dir", path)
+    assert re.search(r"outputs\['caption'\].*\n\s*dtype: DT_STRING", shown)
+    np.save(tmp_path / "x.npy", images)
+    assert "caption" in saved_model_cli_run(
+        path, "--inputs", f"images={tmp_path / 'x.npy'}"
+    )
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = tf.constant(np.load(sys.argv[2]))\n"
+        "print(m.signatures['serving_default'](images=x)['caption'][0]"
+        ".numpy().decode())\n"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", script, path, str(tmp_path / "x.npy")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert fresh == result["caption"][0].decode()
+
+
+def test_warmup_empty_batch_and_bad_requests(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path = exported
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    warmup = Path(path) / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator())
+    assert len(records) == 2
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(
+            record
+        ).predict_log.request
+        images = tf.make_ndarray(request.inputs["images"])
+        assert signature(images=tf.constant(images))["caption"].shape == (1,)
+    empty = signature(images=tf.zeros((0, 16, 16, 1), tf.uint8))
+    assert empty["caption"].shape == (0,)
+    assert empty["tokens"].shape == (0, MAX_LENGTH)
+    errors = (TypeError, ValueError, tf.errors.InvalidArgumentError)
+    with pytest.raises(errors):
+        signature(images=tf.zeros((1, 16, 16, 1), tf.float32))
+    with pytest.raises(errors, match="images"):
+        signature(images=tf.zeros((1, 12, 16, 1), tf.uint8))
+
+
+def test_variables_stored_once_and_bad_arguments(exported, tmp_path):
+    model, path = exported
+    assert stored_variable_bytes(path) < 1.5 * 4 * model.count_params() + 4096
+    with pytest.raises(ValueError, match="`vocabulary`"):
+        export_captioner_for_serving(model, tmp_path, VOCABULARY[:-1])
+    with pytest.raises(TypeError, match="ShowAttendTellCaptioner"):
+        export_captioner_for_serving(object(), tmp_path, VOCABULARY)
