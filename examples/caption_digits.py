@@ -3,7 +3,8 @@
 The measurable task of `keras_segattn.data.digit_captions`: 84x84 canvases
 with 2-4 MNIST digits in a 3x3 grid, captioned by a fixed grammar ("three
 left of seven above one"). Trains `ShowAttendTellCaptioner` three times
-with `model.fit` (XLA): the plain RNN captioner (no attention), soft
+with `model.fit` (XLA): the plain RNN captioner (no attention: the mean
+image feature as a fixed context), soft
 attention (deterministic, doubly stochastic penalty) and hard attention
 (sampled locations, REINFORCE with a moving-average baseline and entropy
 bonus). Reports exact-match accuracy and sacreBLEU of greedy captions on
