@@ -53,11 +53,13 @@ bench: install
 
 # The benchmarks again, with torch/torchvision importable for the reference
 # columns: a separate venv (torch is never a dependency of the package) that
-# sees the main venv's packages through a .pth file.
+# sees the main venv's packages (its own .pth files included, so the
+# editable keras_segattn) through `site.addsitedir` in a .pth file.
 TORCH_VENV ?= .venv-torch
 $(TORCH_VENV)/.installed: $(VENV)/.installed-$(TF_WHEEL)
 	$(PYTHON) -m venv $(TORCH_VENV)
-	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	$(PY) -c 'import sysconfig; print("import site; site.addsitedir(%r)" \
+	    % sysconfig.get_paths()["purelib"])' \
 	    > "$$($(TORCH_VENV)/bin/python -c 'import sysconfig; \
 	    print(sysconfig.get_paths()["purelib"])')/keras_segattn_venv.pth"
 	$(TORCH_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
