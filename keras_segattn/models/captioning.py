@@ -21,6 +21,7 @@ from keras import ops
 
 from keras_segattn.layers.show_attend_tell_decoder import ATTENTION_MODES
 from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder
+from keras_segattn.models._config import ConstructorConfigMixin
 from keras_segattn.ops import validation
 
 
@@ -69,7 +70,7 @@ def build_caption_encoder(
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
-class ShowAttendTellCaptioner(keras.Model):
+class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
     """CNN encoder, attention LSTM decoder, deep-output word logits.
 
     Args:
@@ -196,11 +197,8 @@ class ShowAttendTellCaptioner(keras.Model):
     def target_vocabulary_size(self) -> int:
         return self.vocabulary_size
 
-    def get_config(self):
+    def _constructor_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "vocabulary_size": self.vocabulary_size,
             "image_shape": self.image_shape,
             "attention": self.attention_mode,
@@ -213,13 +211,6 @@ class ShowAttendTellCaptioner(keras.Model):
             "entropy_weight": self.entropy_weight,
             "baseline_decay": self.baseline_decay,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
 
     # === Losses (called by Keras's train_step and test_step) ===
 

@@ -14,11 +14,12 @@ import tensorflow as tf
 from keras import ops
 
 from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
+from keras_segattn.models._config import ConstructorConfigMixin
 from keras_segattn.ops import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
-class Seq2SeqTranslator(keras.Model):
+class Seq2SeqTranslator(ConstructorConfigMixin, keras.Model):
     """Bidirectional-GRU encoder, attention GRU decoder, word logits.
 
     The RNNsearch model of Bahdanau, Cho & Bengio (ICLR 2015):
@@ -183,11 +184,8 @@ class Seq2SeqTranslator(keras.Model):
         self.decoder = decoder
         self.logits_layer = logits_layer
 
-    def get_config(self):
+    def _constructor_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "source_vocabulary_size": self.source_vocabulary_size,
             "target_vocabulary_size": self.target_vocabulary_size,
             "embedding_dim": self.embedding_dim,
@@ -199,13 +197,6 @@ class Seq2SeqTranslator(keras.Model):
             "attention": self.attention,
             "normalize_attention": self.normalize_attention,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
 
     # === Inference, one step at a time ===
 

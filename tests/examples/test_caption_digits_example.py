@@ -1,23 +1,16 @@
 """Smoke test of examples/caption_digits.py."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.examples.helpers import load_example
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location(
-        "example_caption_digits", ROOT / "examples" / "caption_digits.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("caption_digits")
 
 
 def test_help_exits_cleanly(capsys):

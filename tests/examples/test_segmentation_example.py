@@ -1,25 +1,15 @@
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_example(name):
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.examples.helpers import ROOT
+from tests.examples.helpers import load_example
 
 
 @pytest.fixture(scope="module")
 def segmentation():
-    return _load_example("segmentation")
+    return load_example("segmentation")
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,17 @@
 """Smoke tests of examples/stn_cluttered_mnist.py and stn_mnist_addition.py."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_example(name):
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.examples.helpers import load_example
 
 
 @pytest.mark.parametrize("name", ["stn_cluttered_mnist", "stn_mnist_addition"])
 def test_help_exits_cleanly(name, capsys):
-    example = _load_example(name)
+    example = load_example(name)
     with pytest.raises(SystemExit) as exit_info:
         example.main(["--help"])
     assert exit_info.value.code == 0
@@ -32,7 +21,7 @@ def test_help_exits_cleanly(name, capsys):
 
 @pytest.mark.slow  # two XLA-compiled models and a SavedModel: ~25 s
 def test_cluttered_mnist_smoke_trains_both_and_exports(tmp_path):
-    example = _load_example("stn_cluttered_mnist")
+    example = load_example("stn_cluttered_mnist")
     assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0
     for name in (
         "metrics.json",
@@ -77,7 +66,7 @@ def test_cluttered_mnist_smoke_trains_both_and_exports(tmp_path):
 
 
 def test_mnist_addition_smoke(tmp_path):
-    example = _load_example("stn_mnist_addition")
+    example = load_example("stn_mnist_addition")
     argv = ["--smoke", "--no-jit-compile", "--output-dir", str(tmp_path)]
     assert example.main(argv) == 0
     for name in (

@@ -1,21 +1,15 @@
 """Smoke test of examples/translate.py (train, evaluate, translate)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.examples.helpers import ROOT
+from tests.examples.helpers import load_example
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location(
-        "example_translate", ROOT / "examples" / "translate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("translate")
 
 
 def test_help_exits_cleanly(capsys):
