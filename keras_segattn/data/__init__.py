@@ -12,6 +12,9 @@ from keras_segattn.data.camvid import CAMVID_NUM_CLASSES
 from keras_segattn.data.camvid import CAMVID_PALETTE
 from keras_segattn.data.camvid import CAMVID_VOID_LABEL
 from keras_segattn.data.camvid import load_camvid
+from keras_segattn.data.coco import load_coco_captions
+from keras_segattn.data.coco import load_coco_instances
+from keras_segattn.data.coco import read_coco_json
 from keras_segattn.data.digit_captions import CAPTION_VOCABULARY
 from keras_segattn.data.digit_captions import caption_for
 from keras_segattn.data.digit_captions import make_digit_caption_arrays

@@ -1,0 +1,177 @@
+"""COCO-format captions and instances (COCO-MINI in ../shared/data).
+
+Reads the standard COCO annotation files: `captions.json` (images +
+`{"image_id", "caption"}` annotations) and `instances.json` (images,
+`{"image_id", "category_id", "bbox" [x, y, w, h], "iscrowd", ...}`
+annotations, categories), with the images in `images/` and, for
+COCO-MINI, one binary mask PNG per annotation in `masks/<ann_id>.png`.
+
+- `load_coco_captions`: images resized to a square, and their captions.
+- `load_coco_instances`: one record per image with boxes in the TF Object
+  Detection API convention (ymin, xmin, ymax, xmax, pixels), contiguous
+  class ids 0..K-1 (COCO ids are 1..90 with gaps) and mask paths.
+
+Errors name the file: a missing or malformed JSON, an annotation that
+points at an unknown image, an unreadable image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+PathLike = str | os.PathLike
+
+
+def read_coco_json(path: PathLike, required=("images", "annotations")) -> dict:
+    """Parses a COCO annotation file, checking its top-level keys."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not read {str(path)!r} as COCO JSON: {error}"
+        ) from error
+    missing = [key for key in required if key not in data]
+    if not isinstance(data, dict) or missing:
+        raise ValueError(
+            f"Invalid COCO file {str(path)!r}: expected the keys "
+            f"{list(required)}; missing {missing}."
+        )
+    return data
+
+
+def _images_by_id(data: dict, path: Path) -> dict:
+    try:
+        return {image["id"]: image for image in data["images"]}
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"Invalid COCO file {str(path)!r}: an image entry has no `id`."
+        ) from error
+
+
+def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+    try:
+        image = tf.io.decode_image(
+            tf.io.read_file(str(path)), channels=3, expand_animations=False
+        )
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+        raise ValueError(
+            f"Could not decode image {str(path)!r}: {error.message}"
+        ) from error
+    if image_size is not None:
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return image.numpy()
+
+
+def load_coco_captions(
+    data_dir: PathLike,
+    image_size: int = 128,
+    captions_file: str = "captions.json",
+    images_dir: str = "images",
+):
+    """Images (resized to `image_size` square) and their captions.
+
+    Returns:
+        (images uint8 [N, S, S, 3], captions: list of N lists of str,
+        image_ids: list of N ints), images in the file's order.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / captions_file
+    data = read_coco_json(path)
+    images = _images_by_id(data, path)
+    captions: dict[int, list[str]] = {image_id: [] for image_id in images}
+    for annotation in data["annotations"]:
+        image_id = annotation.get("image_id")
+        if image_id not in captions:
+            raise ValueError(
+                f"Invalid COCO file {str(path)!r}: caption "
+                f"{annotation.get('id')} refers to unknown image {image_id}."
+            )
+        captions[image_id].append(str(annotation["caption"]).strip())
+    ids = [i for i in images if captions[i]]
+    pixels = np.stack(
+        [
+            _read_image(
+                data_dir / images_dir / images[i]["file_name"], image_size
+            )
+            for i in ids
+        ]
+    )
+    return pixels, [captions[i] for i in ids], ids
+
+
+def load_coco_instances(
+    data_dir: PathLike,
+    instances_file: str = "instances.json",
+    images_dir: str = "images",
+    masks_dir: str | None = "masks",
+    skip_crowd: bool = True,
+):
+    """Per-image boxes, classes and mask paths of a COCO instances file.
+
+    Returns:
+        (records, categories): `records` is a list with one dict per image
+        that has annotations: `image_path`, `image_id`, `height`, `width`,
+        `boxes` float32 [n, 4] (ymin, xmin, ymax, xmax) in pixels,
+        `classes` int32 [n] (contiguous ids), `annotation_ids` [n] and
+        `mask_paths` (paths of `masks_dir/<ann_id>.png`, or None without
+        `masks_dir`); `categories` lists the COCO category dicts in the
+        order of the contiguous ids.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / instances_file
+    data = read_coco_json(path, ("images", "annotations", "categories"))
+    images = _images_by_id(data, path)
+    categories = sorted(data["categories"], key=lambda c: c["id"])
+    contiguous = {c["id"]: i for i, c in enumerate(categories)}
+    grouped: dict[int, list[dict]] = {}
+    for annotation in data["annotations"]:
+        if skip_crowd and annotation.get("iscrowd", 0):
+            continue
+        if annotation.get("image_id") not in images:
+            raise ValueError(
+                f"Invalid COCO file {str(path)!r}: annotation "
+                f"{annotation.get('id')} refers to unknown image "
+                f"{annotation.get('image_id')}."
+            )
+        if annotation.get("category_id") not in contiguous:
+            raise ValueError(
+                f"Invalid COCO file {str(path)!r}: annotation "
+                f"{annotation.get('id')} has unknown category "
+                f"{annotation.get('category_id')}."
+            )
+        grouped.setdefault(annotation["image_id"], []).append(annotation)
+    records = []
+    for image_id, image_annotations in grouped.items():
+        image = images[image_id]
+        x, y, w, h = np.array([a["bbox"] for a in image_annotations], np.float32).T
+        records.append(
+            {
+                "image_path": str(data_dir / images_dir / image["file_name"]),
+                "image_id": image_id,
+                "height": int(image["height"]),
+                "width": int(image["width"]),
+                "boxes": np.stack([y, x, y + h, x + w], axis=-1),
+                "classes": np.array(
+                    [contiguous[a["category_id"]] for a in image_annotations],
+                    np.int32,
+                ),
+                "annotation_ids": [a["id"] for a in image_annotations],
+                "mask_paths": None
+                if masks_dir is None
+                else [
+                    str(data_dir / masks_dir / f"{a['id']}.png")
+                    for a in image_annotations
+                ],
+            }
+        )
+    return records, categories

@@ -1,0 +1,74 @@
+"""Tests for `keras_segattn.data.coco` on the embedded COCO-MINI sample."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_segattn.data import coco
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample_data" / "coco_mini"
+
+
+def test_captions_sample():
+    images, captions, ids = coco.load_coco_captions(SAMPLE, image_size=32)
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert [len(c) for c in captions] == [5, 5]
+    raw = json.loads((SAMPLE / "captions.json").read_text())
+    by_image = {}
+    for annotation in raw["annotations"]:
+        by_image.setdefault(annotation["image_id"], []).append(
+            annotation["caption"].strip()
+        )
+    assert [sorted(c) for c in captions] == [sorted(by_image[i]) for i in ids]
+
+
+def test_instances_sample_boxes_classes_and_masks():
+    records, categories = coco.load_coco_instances(SAMPLE)
+    raw = json.loads((SAMPLE / "instances.json").read_text())
+    assert len(categories) == 80
+    assert [c["id"] for c in categories] == sorted(c["id"] for c in categories)
+    annotations = {a["id"]: a for a in raw["annotations"]}
+    for record in records:
+        assert record["boxes"].shape == (len(record["classes"]), 4)
+        for box, cls, ann_id, mask_path in zip(
+            record["boxes"],
+            record["classes"],
+            record["annotation_ids"],
+            record["mask_paths"],
+            strict=True,
+        ):
+            x, y, w, h = annotations[ann_id]["bbox"]
+            np.testing.assert_allclose(box, [y, x, y + h, x + w], rtol=1e-6)
+            assert categories[cls]["id"] == annotations[ann_id]["category_id"]
+            mask = np.asarray(Image.open(mask_path))
+            assert mask.shape == (record["height"], record["width"])
+            ys, xs = np.nonzero(mask)
+            # The mask lies inside its box (1 px of rasterisation slack).
+            assert ys.min() >= y - 1 and ys.max() <= y + h + 1
+            assert xs.min() >= x - 1 and xs.max() <= x + w + 1
+
+
+def test_errors_name_the_file(tmp_path):
+    shutil.copytree(SAMPLE, tmp_path / "coco")
+    (tmp_path / "coco" / "captions.json").write_text("{not json")
+    with pytest.raises(ValueError, match="captions.json"):
+        coco.load_coco_captions(tmp_path / "coco")
+    (tmp_path / "coco" / "captions.json").write_text('{"images": []}')
+    with pytest.raises(ValueError, match="missing \\['annotations'\\]"):
+        coco.load_coco_captions(tmp_path / "coco")
+    instances = json.loads((SAMPLE / "instances.json").read_text())
+    instances["annotations"][0]["image_id"] = 123
+    (tmp_path / "coco" / "instances.json").write_text(json.dumps(instances))
+    with pytest.raises(ValueError, match="unknown image 123"):
+        coco.load_coco_instances(tmp_path / "coco")
+    captions = json.loads((SAMPLE / "captions.json").read_text())
+    (tmp_path / "coco" / "captions.json").write_text(json.dumps(captions))
+    image = captions["images"][0]["file_name"]
+    (tmp_path / "coco" / "images" / image).write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=image):
+        coco.load_coco_captions(tmp_path / "coco")
