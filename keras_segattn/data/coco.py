@@ -153,7 +153,9 @@ def load_coco_instances(
     records = []
     for image_id, image_annotations in grouped.items():
         image = images[image_id]
-        x, y, w, h = np.array([a["bbox"] for a in image_annotations], np.float32).T
+        x, y, w, h = np.array(
+            [a["bbox"] for a in image_annotations], np.float32
+        ).T
         records.append(
             {
                 "image_path": str(data_dir / images_dir / image["file_name"]),
