@@ -6,6 +6,7 @@ from keras_segattn.ops.attention_grid import attention_grid
 from keras_segattn.ops.bilinear_upsampling_kernel import (
     bilinear_upsampling_kernel,
 )
+from keras_segattn.ops.draw_filterbank import draw_filterbank
 from keras_segattn.ops.grid_sample import grid_sample
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 from keras_segattn.ops.max_unpool import max_unpool
