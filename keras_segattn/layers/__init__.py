@@ -5,6 +5,7 @@ from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
 from keras_segattn.layers.crop_to_match import CropToMatch
 from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
+from keras_segattn.layers.graves_window_attention import GravesWindowAttention
 from keras_segattn.layers.max_pooling_with_argmax2d import (
     MaxPoolingWithArgmax2D,
 )
