@@ -17,6 +17,9 @@ Sub-commands:
     python examples/translate.py train --no-attention \\
         --output-dir runs/nmt_spa_eng_no_attention --epochs 5
 
+    # Redo BLEU, plots and export for a trained model.keras
+    python examples/translate.py finish saved_models/nmt_spa_eng
+
     # BLEU overall and by source length, side by side
     python examples/translate.py evaluate saved_models/nmt_spa_eng \\
         runs/nmt_spa_eng_no_attention
@@ -57,6 +60,7 @@ from keras_segattn.export import translation as translation_export  # noqa: E402
 from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
 
 VOCABULARY_FILE = "vocabularies.json"
+TRAINING_FILE = "training.json"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, 1000))
 
@@ -128,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--version", type=int, default=1, help="SavedModel version to load"
     )
+
+    finish = commands.add_parser(
+        "finish",
+        help="BLEU, plots and SavedModel for a trained OUTPUT_DIR/model.keras",
+    )
+    finish.add_argument("output_dir", type=Path)
+    finish.add_argument("--beam-width", type=int, default=4)
+    finish.add_argument("--max-output-length", type=int, default=50)
 
     translate = commands.add_parser(
         "translate", help="translate sentences with an exported SavedModel"
@@ -317,9 +329,41 @@ def train(args) -> int:
         ],
     )
     train_minutes = (time.time() - started) / 60
-    model = keras.saving.load_model(out / "model.keras")
     best_epoch = int(np.argmin(history.history["val_loss"])) + 1
+    training = {
+        "command": "python examples/translate.py " + " ".join(sys.argv[1:]),
+        "data": str(args.data_dir),
+        "validation_size": args.validation_size,
+        "seed": args.seed,
+        "train_pairs": len(train_pairs),
+        "validation_pairs": len(validation_pairs),
+        "attention": not args.no_attention,
+        "parameters": int(model.count_params()),
+        "epochs": args.epochs,
+        "best_epoch": best_epoch,
+        "val_loss": float(min(history.history["val_loss"])),
+        "val_accuracy": float(history.history["val_accuracy"][best_epoch - 1]),
+        "train_minutes": round(train_minutes, 2),
+        "jit_compile": not args.no_jit,
+    }
+    (out / TRAINING_FILE).write_text(json.dumps(training, indent=2))
+    return finish(args)
 
+
+def finish(args) -> int:
+    """BLEU, plots, SavedModel and metrics.json for a trained model.keras.
+
+    Also a sub-command: re-run it after a code change, or when the
+    process that trained the model stopped after training.
+    """
+    out = args.output_dir
+    training = json.loads((out / TRAINING_FILE).read_text())
+    vocabularies = json.loads((out / VOCABULARY_FILE).read_text("utf-8"))
+    model = keras.saving.load_model(out / "model.keras")
+    pairs = spa_eng.load_spa_eng_pairs(Path(training["data"]))
+    _, validation_pairs = split_pairs(
+        pairs, training["validation_size"], training["seed"]
+    )
     serving_args = (
         vocabularies["source"],
         vocabularies["target"],
@@ -345,7 +389,6 @@ def train(args) -> int:
     save_attention_plots(
         module, validation_pairs, out / "plots" / "attention.png"
     )
-
     export_path = translation_export.export_translator_for_serving(
         model,
         out,
@@ -354,18 +397,7 @@ def train(args) -> int:
         warmup_sentences=[s for s, _ in validation_pairs[:4]],
     )
     metrics = {
-        "command": "python examples/translate.py " + " ".join(sys.argv[1:]),
-        "data": str(args.data_dir),
-        "train_pairs": len(train_pairs),
-        "validation_pairs": len(validation_pairs),
-        "attention": not args.no_attention,
-        "parameters": int(model.count_params()),
-        "epochs": args.epochs,
-        "best_epoch": best_epoch,
-        "val_loss": float(min(history.history["val_loss"])),
-        "val_accuracy": float(history.history["val_accuracy"][best_epoch - 1]),
-        "train_minutes": round(train_minutes, 2),
-        "jit_compile": not args.no_jit,
+        **training,
         "bleu_greedy": round(scores["greedy"], 2),
         f"bleu_beam{args.beam_width}": round(scores["beam"], 2),
         "bleu": "sacrebleu corpus_bleu, 13a, cased, raw references",
@@ -427,9 +459,13 @@ def translate(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return {"train": train, "evaluate": evaluate, "translate": translate}[
-        args.command
-    ](args)
+    commands = {
+        "train": train,
+        "finish": finish,
+        "evaluate": evaluate,
+        "translate": translate,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.captioning import build_caption_encoder
 from keras_segattn.models.deconvnet import DeconvNet
 from keras_segattn.models.deconvnet import SegNet
+from keras_segattn.models.draw import DRAW
+from keras_segattn.models.draw import DrawCore
 from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.presets import SEGMENTATION_PRESETS

@@ -1,4 +1,4 @@
-"""Smoke test of examples/caption_digits.py."""
+"""Smoke tests of examples/caption_digits.py and examples/draw_mnist.py."""
 
 import json
 
@@ -54,3 +54,13 @@ def test_smoke_trains_evaluates_and_exports(tmp_path):
         images=tf.zeros((2, 84, 84, 1), tf.uint8)
     )
     assert out["caption"].shape == (2,)
+
+
+def test_draw_example_smoke(tmp_path):
+    example = load_example("draw_mnist")
+    assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["nll_bound"] > 0 and metrics["jit_compile"] is True
+    assert (tmp_path / "plots" / "canvas.png").exists()
+    with pytest.raises(SystemExit):
+        example.main(["--help"])
