@@ -1,4 +1,4 @@
-"""Smoke tests of examples/caption_digits.py and examples/draw_mnist.py."""
+"""Smoke tests of the attention and RNN examples (captions, DRAW, char-RNN)."""
 
 import json
 
@@ -64,3 +64,12 @@ def test_draw_example_smoke(tmp_path):
     assert (tmp_path / "plots" / "canvas.png").exists()
     with pytest.raises(SystemExit):
         example.main(["--help"])
+
+
+def test_char_rnn_smoke(tmp_path):
+    example = load_example("char_rnn")
+    assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 < metrics["validation_bits_per_character"] < 10
+    assert set(metrics["samples"]) == {"0.5", "1.0"}
+    assert all(s.startswith("I ") for s in metrics["samples"].values())
