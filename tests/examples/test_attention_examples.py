@@ -73,3 +73,11 @@ def test_char_rnn_smoke(tmp_path):
     assert 0 < metrics["validation_bits_per_character"] < 10
     assert set(metrics["samples"]) == {"0.5", "1.0"}
     assert all(s.startswith("I ") for s in metrics["samples"].values())
+
+
+def test_graves_window_smoke(tmp_path):
+    example = load_example("graves_window")
+    assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["character_accuracy"] <= 1.0
+    assert (tmp_path / "phi.png").exists()
