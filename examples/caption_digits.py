@@ -235,6 +235,12 @@ def train_mode(mode, splits, args, out: Path) -> tuple:
         callbacks=[
             keras.callbacks.TensorBoard(log_dir=str(out / "logs" / mode)),
             keras.callbacks.CSVLogger(str(out / f"history_{mode}.csv")),
+            # Test with the weights of the best validation epoch.
+            keras.callbacks.EarlyStopping(
+                monitor="val_nll",
+                patience=args.epochs,
+                restore_best_weights=True,
+            ),
         ],
     )
     minutes = (time.time() - started) / 60
