@@ -238,6 +238,7 @@ def train_mode(mode, splits, args, out: Path) -> tuple:
             # Test with the weights of the best validation epoch.
             keras.callbacks.EarlyStopping(
                 monitor="val_nll",
+                mode="min",
                 patience=args.epochs,
                 restore_best_weights=True,
             ),
