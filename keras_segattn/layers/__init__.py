@@ -3,14 +3,17 @@
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
 from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
 from keras_segattn.layers.crop_to_match import CropToMatch
+from keras_segattn.layers.detection_postprocessor import DetectionPostprocessor
 from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.layers.graves_window_attention import GravesWindowAttention
+from keras_segattn.layers.mask_postprocessor import MaskPostprocessor
 from keras_segattn.layers.max_pooling_with_argmax2d import (
     MaxPoolingWithArgmax2D,
 )
 from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D
 from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
+from keras_segattn.layers.proposal_generator import ProposalGenerator
 from keras_segattn.layers.roi_align import RoIAlign
 from keras_segattn.layers.roi_pool import RoIPool
 from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder

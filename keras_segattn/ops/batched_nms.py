@@ -1,0 +1,96 @@
+"""Per-category non-maximum suppression with static shapes, batched."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops
+
+from keras_segattn.ops import validation
+from keras_segattn.ops._boxes import check_fraction
+from keras_segattn.ops.validation import Tensor
+
+
+def batched_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    max_output_size: int,
+    iou_threshold: float,
+    idxs: Tensor | None = None,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Greedy NMS of each image, independently per category, padded output.
+
+    `torchvision.ops.batched_nms` semantics (pytorch/vision:
+    torchvision/ops/boxes.py): boxes are visited by decreasing score and
+    a box is dropped when its IoU with a kept box of the same category
+    exceeds `iou_threshold`. As in torchvision's coordinate trick, the
+    categories are separated by offsetting each box by
+    `idxs * (extent + 1)`, so one NMS per image does all categories.
+
+    The suppression itself is `tf.image.non_max_suppression_padded`
+    (TF-only: keras.ops has no NMS), batched and XLA-compilable, with
+    static output shapes. Its padded variant treats a box with no
+    coordinate > 0 as absent, so the boxes are first translated to
+    positive coordinates (IoU does not change) and boxes that are not
+    `valid` are collapsed to the origin, so they are never kept and never
+    suppress another box.
+
+    Args:
+        boxes: float tensor [B, N, 4] of (x1, y1, x2, y2).
+        scores: float tensor [B, N].
+        max_output_size: int > 0. Boxes kept per image at most.
+        iou_threshold: float in [0, 1].
+        idxs: None or int tensor [B, N] of categories (None: one category).
+        valid: None or bool tensor [B, N]; False boxes are never kept.
+
+    Returns:
+        Tuple `(indices, kept)`: int32 [B, max_output_size] indices into N,
+        by decreasing score (0 after the kept ones), and bool
+        [B, max_output_size], True for the kept slots.
+
+    Raises:
+        ValueError: on boxes not [B, N, 4], scores not [B, N], a
+            non-positive `max_output_size` or `iou_threshold` outside
+            [0, 1].
+    """
+    max_output_size = validation.check_positive_int(
+        max_output_size, "max_output_size"
+    )
+    iou_threshold = check_fraction(iou_threshold, "iou_threshold")
+    shape = validation.check_rank(boxes, 3, "boxes")
+    validation.check_static_dims(boxes, {2: 4}, "boxes")
+    validation.check_rank(scores, 2, "scores")
+    if shape[1] is not None:
+        validation.check_static_dims(scores, {1: shape[1]}, "scores")
+    boxes = ops.cast(boxes, "float32")
+    scores = ops.cast(scores, "float32")
+    if valid is None:
+        valid = ops.ones_like(scores, dtype="bool")
+    valid = ops.cast(valid, "bool")
+
+    # Translate the valid boxes of each image to coordinates >= 1.
+    big = ops.convert_to_tensor(3.0e38, "float32")
+    low = ops.min(ops.where(valid[..., None], boxes, big), axis=(1, 2))
+    high = ops.max(ops.where(valid[..., None], boxes, -big), axis=(1, 2))
+    low = ops.where(ops.any(valid, axis=1), low, 0.0)[:, None, None]
+    high = ops.where(ops.any(valid, axis=1), high, 0.0)[:, None, None]
+    boxes = boxes - low + 1.0
+    if idxs is not None:
+        offsets = ops.cast(idxs, "float32") * (high - low + 2.0)[..., 0]
+        boxes = boxes + offsets[..., None]
+    boxes = ops.where(valid[..., None], boxes, 0.0)
+    scores = ops.where(valid, scores, ops.min(scores) - 1.0)
+
+    indices, num_valid = tf.image.non_max_suppression_padded(
+        boxes,
+        scores,
+        max_output_size,
+        iou_threshold=iou_threshold,
+        pad_to_max_output_size=True,
+        canonicalized_coordinates=True,
+    )
+    kept = (
+        ops.arange(max_output_size, dtype="int32")[None, :]
+        < ops.cast(num_valid, "int32")[:, None]
+    )
+    return ops.where(kept, ops.cast(indices, "int32"), 0), kept

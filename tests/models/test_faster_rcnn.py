@@ -1,0 +1,338 @@
+"""Tests for `keras_segattn.models.faster_rcnn.FasterRCNN`."""
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.layers.detection_postprocessor import DETECTION_KEYS
+from keras_segattn.models.faster_rcnn import LOSS_NAMES
+from keras_segattn.models.faster_rcnn import FasterRCNN
+from tests.ops.detection_references import np_box_iou
+
+NUM_CLASSES = 3
+SIZE = 32
+MAX_GT = 3
+EPOCHS = 50
+VGG_TINY = {"filters": (8, 8, 16, 16, 16), "convs_per_stage": 1}
+TINY = {
+    "image_shape": (SIZE, SIZE, 3),
+    "anchor_sizes": (8.0, 16.0),
+    "rpn_pre_nms_top_n_train": 64,
+    "rpn_pre_nms_top_n_test": 48,
+    "rpn_post_nms_top_n_train": 32,
+    "rpn_post_nms_top_n_test": 16,
+    "rpn_batch_size_per_image": 32,
+    "box_batch_size_per_image": 16,
+    "box_head_units": 32,
+    "max_detections": 6,
+    "seed": 1,
+}
+
+
+def plain_backbone():
+    """Three conv + pool stages, stride 8, no batch norm: after a hundred
+    steps BN's moving averages still lag the batch statistics, so the
+    inference outputs would not reflect what the steps learned (torchvision
+    freezes BN in its detection backbones for the same reason)."""
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    x = keras.layers.Rescaling(1 / 255)(images)
+    for i, width in enumerate((16, 16, 32)):
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    return keras.Model(images, x, name="plain_backbone")
+
+
+def make_scene(batch=4, seed=0):
+    """Black images with 1-2 non-overlapping squares whose colour channel
+    is the class; targets in (ymin, xmin, ymax, xmax) padded with -1."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((batch, SIZE, SIZE, 3), "float32")
+    boxes = np.full((batch, MAX_GT, 4), -1.0, "float32")
+    classes = np.full((batch, MAX_GT), -1, "int32")
+    for b in range(batch):
+        corners = [(2, 2), (17, 17)] if b % 2 else [(3, 16)]
+        for i, (y0, x0) in enumerate(corners):
+            side = int(rng.integers(9, 13))
+            label = int(rng.integers(0, NUM_CLASSES))
+            images[b, y0 : y0 + side, x0 : x0 + side, label] = 255.0
+            boxes[b, i] = [y0, x0, y0 + side, x0 + side]
+            classes[b, i] = label
+    return images, {"boxes": boxes, "classes": classes}
+
+
+MASK_KWARGS = {
+    "mask_head": True,
+    "mask_roi_output_size": 7,
+    "mask_head_filters": 8,
+    "mask_head_convs": 1,
+}
+
+
+def box_masks(targets):
+    """[B, M, SIZE, SIZE] masks filling each (square) ground-truth box."""
+    boxes, classes = targets["boxes"].astype(int), targets["classes"]
+    masks = np.zeros((*classes.shape, SIZE, SIZE), "float32")
+    for b, m in zip(*np.nonzero(classes >= 0), strict=True):
+        y0, x0, y1, x1 = boxes[b, m]
+        masks[b, m, y0:y1, x0:x1] = 1.0
+    return masks
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny Mask R-CNN (the mask branch included, so one XLA compile
+    covers all five losses): one fit step, then EPOCHS more on one batch."""
+    keras.utils.set_random_seed(0)
+    model = FasterRCNN(
+        NUM_CLASSES, backbone=plain_backbone(), **MASK_KWARGS, **TINY
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+    images, targets = make_scene()
+    targets["masks"] = box_masks(targets)
+    first = model.fit(images, targets, batch_size=4, verbose=0).history
+    rest = model.fit(images, targets, batch_size=4, epochs=EPOCHS, verbose=0)
+    return model, images, targets, first, rest.history
+
+
+def test_one_jit_fit_step(trained):
+    model, _, _, first, _ = trained
+    assert model.jit_compile is True
+    names = (*LOSS_NAMES, "loss_mask")
+    assert sorted(first) == sorted(("loss", *names))
+    values = {name: first[name][0] for name in first}
+    assert all(np.isfinite(v) and v >= 0 for v in values.values())
+    np.testing.assert_allclose(
+        values["loss"], sum(values[name] for name in names), rtol=1e-5
+    )
+    # Untrained classifiers start near chance.
+    np.testing.assert_allclose(values["loss_objectness"], np.log(2), atol=0.05)
+    np.testing.assert_allclose(values["loss_mask"], np.log(2), atol=0.1)
+
+
+def test_losses_decrease(trained):
+    *_, first, rest = trained
+    # The mask loss (per-pixel BCE of soft RoIAlign targets) falls slowest.
+    factors = {
+        "loss_objectness": 0.6,
+        "loss_classifier": 0.6,
+        "loss_mask": 0.85,
+    }
+    for name, factor in {"loss": 0.6, **factors}.items():
+        late = np.mean(rest[name][-5:])
+        assert late < factor * first[name][0], (name, first[name][0], late)
+
+
+def test_detections_contract_and_quality(trained):
+    model, images, targets, *_ = trained
+    outputs = model(images)
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == {
+        "detection_boxes": (4, 6, 4),
+        "detection_scores": (4, 6),
+        "detection_classes": (4, 6),
+        "num_detections": (4,),
+        "detection_masks": (4, 6, SIZE, SIZE),
+    }
+    assert all(v.dtype == "float32" for v in outputs.values())
+    boxes = np.asarray(outputs["detection_boxes"])
+    scores = np.asarray(outputs["detection_scores"])
+    classes = np.asarray(outputs["detection_classes"])
+    masks = np.asarray(outputs["detection_masks"])
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    correct = 0
+    for b in range(4):
+        n = int(outputs["num_detections"][b])
+        assert 1 <= n <= 6
+        assert np.all(np.diff(scores[b, :n]) <= 0)
+        assert np.all(boxes[b, :n] >= 0) and np.all(boxes[b, :n] <= SIZE)
+        assert set(classes[b, :n]) <= set(range(NUM_CLASSES))
+        np.testing.assert_array_equal(boxes[b, n:], 0.0)
+        np.testing.assert_array_equal(masks[b, n:], 0.0)
+        # The best detection lies on a ground-truth object of its class.
+        gt = targets["boxes"][b][targets["classes"][b] >= 0]
+        iou = np_box_iou(boxes[b, :1][:, [1, 0, 3, 2]], gt[:, [1, 0, 3, 2]])
+        assert iou.max() > 0.5, (boxes[b, :n], gt)
+        best = np.argmax(iou)
+        correct += classes[b, 0] == targets["classes"][b][best]
+        # Its pasted mask covers mostly that object's pixels.
+        mask_iou = np.sum((masks[b, 0] > 0.5) & (targets["masks"][b, best] > 0))
+        mask_iou /= np.sum(
+            (masks[b, 0] > 0.5) | (targets["masks"][b, best] > 0)
+        )
+        assert mask_iou > 0.4, mask_iou
+    assert correct >= 3
+
+
+def test_keras_round_trip(trained, tmp_path):
+    model, images, *_ = trained
+    config = model.get_config()
+    json.dumps(config)
+    path = tmp_path / "faster_rcnn.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert type(restored) is FasterRCNN
+    restored_config = restored.get_config()
+    # A user backbone's auto-generated layer names change on reload.
+    assert restored_config.pop("backbone")["config"]["name"] == "plain_backbone"
+    assert restored_config == {
+        k: v for k, v in config.items() if k != "backbone"
+    }
+    expected, actual = model(images), restored(images)
+    for key in (*DETECTION_KEYS, "detection_masks"):
+        np.testing.assert_array_equal(expected[key], actual[key])
+
+
+def test_faster_rcnn_without_mask_head():
+    model = FasterRCNN(NUM_CLASSES, backbone_kwargs=VGG_TINY, **TINY)
+    assert model.get_layer("backbone").output.shape[1:3] == (4, 4)  # stride 8
+    assert model.get_layer("roi_align").spatial_scale == 1 / 8
+    outputs = model(make_scene(2)[0])
+    assert {k: (tuple(v.shape), v.dtype) for k, v in outputs.items()} == {
+        "detection_boxes": ((2, 6, 4), "float32"),
+        "detection_scores": ((2, 6), "float32"),
+        "detection_classes": ((2, 6), "float32"),
+        "num_detections": ((2,), "float32"),
+    }
+    assert model.metrics_names == ["loss", *LOSS_NAMES]
+
+
+def test_roi_pool_variant_losses_and_gradients():
+    model = FasterRCNN(
+        NUM_CLASSES, roi_op="pool", backbone_kwargs=VGG_TINY, **TINY
+    )
+    assert model.get_layer("roi_pool").spatial_scale == 1 / 8
+    images, targets = make_scene(2, seed=1)
+    with tf.GradientTape() as tape:
+        losses = model.compute_detection_losses(images, targets, training=True)
+        total = sum(losses.values())
+    gradients = tape.gradient(total, model.trainable_variables)
+    assert sorted(losses) == sorted(LOSS_NAMES)
+    assert all(g is not None for g in gradients)
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+    # All-padding targets: only background, no box losses.
+    empty = {
+        "boxes": -np.ones((2, MAX_GT, 4), "float32"),
+        "classes": -np.ones((2, MAX_GT), "int32"),
+    }
+    losses = model.compute_detection_losses(images, empty)
+    assert float(losses["loss_rpn_box_reg"]) == 0.0
+    assert float(losses["loss_box_reg"]) == 0.0
+
+
+def test_user_backbone_and_xyxy_format():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, strides=4, padding="same")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="s8")(x)
+    backbone = keras.Model(inputs, x, name="user_backbone")
+    model = FasterRCNN(2, backbone=backbone, bounding_box_format="xyxy", **TINY)
+    outputs = model(make_scene(1)[0])
+    assert tuple(outputs["detection_boxes"].shape) == (1, 6, 4)
+    clone = FasterRCNN.from_config(model.get_config())
+    assert clone.backbone.name == "user_backbone"
+    assert clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_classes": 0}, ValueError, "Received: num_classes=0"),
+        (
+            {"image_shape": (None, None, 3)},
+            ValueError,
+            "Received: image_shape=(None, None, 3)",
+        ),
+        ({"roi_op": "crop"}, ValueError, "Received: roi_op='crop'"),
+        (
+            {"bounding_box_format": "rel_yxyx"},
+            ValueError,
+            "Received: bounding_box_format='rel_yxyx'",
+        ),
+        (
+            {"rpn_bg_iou_threshold": 0.8},
+            ValueError,
+            "Received: rpn_bg_iou_threshold=0.8 and rpn_fg_iou_threshold=0.7",
+        ),
+        (
+            {"box_positive_fraction": 2.0},
+            ValueError,
+            "Received: box_positive_fraction=2.0",
+        ),
+        (
+            {"bbox_reg_weights": (10, 10, 5)},
+            ValueError,
+            "Received: bbox_reg_weights=(10, 10, 5)",
+        ),
+        (
+            {"feature_layer_name": "nope"},
+            ValueError,
+            "Received: feature_layer_name='nope'",
+        ),
+        ({"backbone": 3}, TypeError, "Received: type(backbone)=int"),
+    ],
+)
+def test_constructor_errors(kwargs, error, match):
+    arguments = {"num_classes": NUM_CLASSES, **TINY, **kwargs}
+    if "backbone" not in kwargs:
+        arguments["backbone_kwargs"] = VGG_TINY
+    with pytest.raises(error, match=re.escape(match)):
+        FasterRCNN(**arguments)
+
+
+@pytest.mark.parametrize(
+    "targets, error, match",
+    [
+        (np.zeros((2, 3, 4)), TypeError, "Received: type(y)=ndarray"),
+        ({"boxes": np.zeros((2, 3, 4))}, ValueError, "Received: keys"),
+        (
+            {"boxes": np.zeros((2, 3, 5)), "classes": np.zeros((2, 3))},
+            ValueError,
+            'Received: y["boxes"].shape=(2, 3, 5)',
+        ),
+        (
+            {"boxes": np.zeros((2, 3, 4)), "classes": np.zeros((2, 2))},
+            ValueError,
+            'Received: y["classes"].shape=(2, 2)',
+        ),
+    ],
+)
+def test_target_errors(targets, error, match):
+    model = FasterRCNN(NUM_CLASSES, backbone=plain_backbone(), **TINY)
+    images = np.zeros((2, SIZE, SIZE, 3), "float32")
+    with pytest.raises(error, match=re.escape(match)):
+        model.compute_detection_losses(images, targets)
+
+
+def test_saved_model_serves_without_xla(trained, tmp_path):
+    model, images, *_ = trained
+    path = str(tmp_path / "saved_model")
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    served = reloaded.signatures["serving_default"](images=tf.constant(images))
+    expected = model(images)
+    assert sorted(served) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(served[key], expected[key], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "masks, match",
+    [
+        (None, 'Expected a "masks" key'),
+        (
+            np.zeros((2, 3, SIZE, 16)),
+            'Received: y["masks"].shape=(2, 3, 32, 16)',
+        ),
+    ],
+)
+def test_mask_target_errors(masks, match):
+    model = FasterRCNN(
+        NUM_CLASSES, backbone=plain_backbone(), **MASK_KWARGS, **TINY
+    )
+    images, targets = make_scene(2)
+    if masks is not None:
+        targets["masks"] = masks
+    with pytest.raises(ValueError, match=re.escape(match)):
+        model.compute_detection_losses(images, targets)

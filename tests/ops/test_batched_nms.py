@@ -1,0 +1,95 @@
+"""Tests for `keras_segattn.ops.batched_nms`."""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_segattn.ops.batched_nms import batched_nms
+from tests.ops.detection_references import np_batched_nms
+from tests.ops.detection_references import random_boxes
+
+
+def _clustered(rng, batch, num_boxes):
+    """Boxes in a few overlapping clusters, some with negative coordinates,
+    and distinct scores."""
+    centres = random_boxes(rng, (batch, 4), low=-10.0, high=40.0)
+    pick = rng.integers(0, 4, (batch, num_boxes))
+    boxes = np.take_along_axis(centres, pick[..., None], axis=1)
+    boxes = boxes + rng.uniform(-4, 4, boxes.shape).astype("float32")
+    boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2] + 1)
+    scores = rng.permutation(batch * num_boxes).reshape(batch, num_boxes)
+    return boxes, (scores / scores.size).astype("float32")
+
+
+@pytest.mark.parametrize("with_categories", [False, True])
+def test_matches_reference(with_categories):
+    rng = np.random.default_rng(0)
+    boxes, scores = _clustered(rng, 3, 40)
+    idxs = rng.integers(0, 3, (3, 40)) if with_categories else None
+    valid = rng.uniform(size=(3, 40)) > 0.2
+    index, kept = batched_nms(boxes, scores, 30, 0.5, idxs=idxs, valid=valid)
+    index, kept = np.asarray(index), np.asarray(kept)
+    assert index.shape == kept.shape == (3, 30)
+    for b in range(3):
+        members = np.flatnonzero(valid[b])
+        categories = idxs[b] if with_categories else np.zeros(40, int)
+        expected = np_batched_nms(
+            boxes[b][members],
+            scores[b][members],
+            categories[members],
+            0.5,
+        )
+        expected = members[expected][:30]
+        assert kept[b].sum() == len(expected)
+        np.testing.assert_array_equal(index[b, : len(expected)], expected)
+        np.testing.assert_array_equal(index[b, len(expected) :], 0)
+        assert not kept[b, len(expected) :].any()
+
+
+def test_categories_do_not_suppress_each_other():
+    boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 10, 10]]], "f4")
+    scores = np.array([[0.9, 0.8, 0.7]], "float32")
+    index, kept = batched_nms(boxes, scores, 3, 0.5)
+    np.testing.assert_array_equal(np.asarray(kept), [[True, False, False]])
+    index, kept = batched_nms(boxes, scores, 3, 0.5, idxs=np.array([[0, 1, 1]]))
+    np.testing.assert_array_equal(np.asarray(index)[0, :2], [0, 1])
+    np.testing.assert_array_equal(np.asarray(kept), [[True, True, False]])
+
+
+def test_no_valid_box_and_xla():
+    boxes = random_boxes(np.random.default_rng(1), (2, 6))
+    scores = np.linspace(0, 1, 12, dtype="float32").reshape(2, 6)
+    valid = np.array([[False] * 6, [True] * 6])
+
+    @tf.function(jit_compile=True)
+    def nms(boxes, scores, valid):
+        return batched_nms(boxes, scores, 4, 0.5, valid=valid)
+
+    index, kept = nms(boxes, scores, valid)
+    assert not np.asarray(kept)[0].any()
+    eager = batched_nms(boxes, scores, 4, 0.5, valid=valid)
+    np.testing.assert_array_equal(index, eager[0])
+    np.testing.assert_array_equal(kept, eager[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_output_size": 0}, "Received: max_output_size=0"),
+        ({"iou_threshold": -0.1}, "Received: iou_threshold=-0.1"),
+        ({"boxes": np.zeros((2, 5, 3))}, "Received: boxes.shape=(2, 5, 3)"),
+        ({"scores": np.zeros((2, 4))}, "Received: scores.shape=(2, 4)"),
+    ],
+)
+def test_errors(kwargs, match):
+    arguments = {
+        "boxes": np.zeros((2, 5, 4), "float32"),
+        "scores": np.zeros((2, 5), "float32"),
+        "max_output_size": 3,
+        "iou_threshold": 0.5,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=re.escape(match)):
+        batched_nms(**arguments)
