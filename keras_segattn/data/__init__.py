@@ -4,7 +4,8 @@ Segmentation loaders yield `(images, masks)`: images float32 [B, H, W, 3] in
 0..255 and masks int32 [B, H, W] of class ids. MNIST-family loaders yield
 `(images, labels)`: images float32 [B, H, W, 1] in 0..255, labels int32.
 Translation pipelines (`spa_eng`) yield teacher-forcing batches of token
-ids; `text` holds the sentence standardisation they share with serving.
+ids; `digit_scenes` yields Mask R-CNN targets (boxes, classes, masks);
+`text` holds the sentence standardisation they share with serving.
 """
 
 from keras_segattn.data.camvid import CAMVID_CLASS_NAMES
@@ -19,6 +20,11 @@ from keras_segattn.data.digit_captions import CAPTION_VOCABULARY
 from keras_segattn.data.digit_captions import caption_for
 from keras_segattn.data.digit_captions import make_digit_caption_arrays
 from keras_segattn.data.digit_captions import make_synthetic_digit_captions
+from keras_segattn.data.digit_scenes import SCENE_KEYS
+from keras_segattn.data.digit_scenes import load_digit_scene_arrays
+from keras_segattn.data.digit_scenes import make_digit_scene_arrays
+from keras_segattn.data.digit_scenes import make_digit_scene_dataset
+from keras_segattn.data.digit_scenes import make_synthetic_digit_scenes
 from keras_segattn.data.mnist import CLUTTERED_MNIST_FILE
 from keras_segattn.data.mnist import CLUTTERED_MNIST_IMAGE_SIZE
 from keras_segattn.data.mnist import CLUTTERED_MNIST_SAMPLE_FILE

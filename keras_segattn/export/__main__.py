@@ -7,6 +7,9 @@
     python -m keras_segattn.export st_cnn.keras --task classification \\
         --output-dir saved_models/stn_cluttered_mnist
 
+    python -m keras_segattn.export saved_models/digits_mask_rcnn/model.keras \\
+        --task detection --output-dir saved_models/digits_mask_rcnn
+
     python -m keras_segattn.export saved_models/nmt_spa_eng/model.keras \\
         --task translation --vocabularies saved_models/nmt_spa_eng/\\
 vocabularies.json --output-dir saved_models/nmt_spa_eng \\
@@ -22,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-TASKS = ("segmentation", "classification", "translation")
+TASKS = ("segmentation", "classification", "detection", "translation")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -140,8 +143,9 @@ def main(argv=None) -> int:
     model = keras.saving.load_model(args.model)
     if args.task == "translation":
         path = _export_translation(model, args)
-    elif args.task == "classification":
+    elif args.task in ("classification", "detection"):
         from keras_segattn.export import export_classifier_for_serving
+        from keras_segattn.export import export_detector_for_serving
 
         _, height, width, channels = model.inputs[0].shape
         warmup = (
@@ -151,7 +155,12 @@ def main(argv=None) -> int:
             if args.warmup_images
             else None
         )
-        path = export_classifier_for_serving(
+        export = (
+            export_classifier_for_serving
+            if args.task == "classification"
+            else export_detector_for_serving
+        )
+        path = export(
             model, args.output_dir, version=args.version, warmup_images=warmup
         )
     else:

@@ -1,0 +1,194 @@
+"""SavedModel export of detectors and instance segmenters (Faster R-CNN,
+Mask R-CNN) with the TF Object Detection API's output names.
+
+As in `serving.py`, the serving function takes raw uint8 images of any
+size, preprocesses in the graph (bilinear resize to the model's fixed input
+size, cast to float 0..255, the model's own normalisation) and
+post-processes in the graph: boxes are scaled back to each request's pixel
+coordinates and instance masks resized back to its size. It is traced
+without `jit_compile` (TF Serving builds run no XLA-compiled graph) and
+written to `export_dir/<version>/`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_segattn.export.serving import _check_version
+from keras_segattn.export.serving import write_serving_archive
+
+DETECTION_OUTPUTS = (
+    "detection_boxes",
+    "detection_scores",
+    "detection_classes",
+    "num_detections",
+)
+MASK_OUTPUT = "detection_masks"
+
+
+def _detector_specs(model: keras.Model) -> tuple[tuple, dict[str, tuple]]:
+    """(image_shape, {output name: static shape}) of a detector, checked."""
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 4 or None in input_shape[1:]:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a detector taking "
+            "images [batch, height, width, channels] of a static size. "
+            f"Received: a model with input shape {input_shape}."
+        )
+    outputs = model.output
+    missing = (
+        list(DETECTION_OUTPUTS)
+        if not isinstance(outputs, dict)
+        else [k for k in DETECTION_OUTPUTS if k not in outputs]
+    )
+    if missing:
+        received = sorted(outputs) if isinstance(outputs, dict) else outputs
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a dict of outputs "
+            f"with {list(DETECTION_OUTPUTS)} (and optionally "
+            f"{MASK_OUTPUT!r}), as FasterRCNN returns. Missing: {missing}; "
+            f"received: {received}."
+        )
+    names = [*DETECTION_OUTPUTS] + (
+        [MASK_OUTPUT] if MASK_OUTPUT in outputs else []
+    )
+    return input_shape[1:], {k: tuple(outputs[k].shape) for k in names}
+
+
+def make_detection_serving_fn(
+    model: keras.Model, bounding_box_format: str = "yxyx"
+):
+    """Returns `fn(images) -> dict` for serving a detector.
+
+    Args:
+        model: a Keras model taking float images [B, H, W, C] in 0..255 of a
+            static size and returning the TF OD API dict (`FasterRCNN`):
+            `detection_boxes` [B, D, 4] in absolute pixels of that size,
+            `detection_scores`, `detection_classes` [B, D], `num_detections`
+            [B] and optionally `detection_masks` [B, D, H, W].
+        bounding_box_format: the format of the model's `detection_boxes`;
+            the served boxes are always "yxyx" (ymin, xmin, ymax, xmax).
+
+    Returns:
+        A callable taking uint8 images [b, h, w, C] of any size and
+        returning float32 `detection_boxes` [b, D, 4] (yxyx, pixels of the
+        given images), `detection_scores` [b, D], `detection_classes`
+        [b, D] (0-based class ids), `num_detections` [b] and, for instance
+        models, `detection_masks` [b, D, h, w] (probabilities; threshold at
+        0.5).
+    """
+    image_shape, specs = _detector_specs(model)
+    height, width, channels = image_shape
+    has_masks = MASK_OUTPUT in specs
+
+    def predict(images):
+        size = tf.shape(images)[1:3]
+        x = tf.image.resize(
+            tf.cast(images, tf.float32), (height, width), method="bilinear"
+        )
+        outputs = model(x, training=False)
+        outputs = {k: tf.cast(outputs[k], tf.float32) for k in specs}
+        boxes = outputs["detection_boxes"]
+        if bounding_box_format != "yxyx":
+            boxes = keras.utils.bounding_boxes.convert_format(
+                boxes, source=bounding_box_format, target="yxyx"
+            )
+        scale = tf.cast(size, tf.float32) / tf.constant(
+            [height, width], tf.float32
+        )
+        # Padding slots are zeros and stay zeros.
+        outputs["detection_boxes"] = boxes * tf.tile(scale, [2])
+        if has_masks:
+            masks = tf.transpose(outputs[MASK_OUTPUT], [0, 2, 3, 1])
+            masks = tf.image.resize(masks, size, method="bilinear")
+            outputs[MASK_OUTPUT] = tf.transpose(masks, [0, 3, 1, 2])
+        return outputs
+
+    def empty(images):
+        batch = tf.shape(images)[:1]
+        size = tf.shape(images)[1:3]
+        result = {
+            k: tf.zeros(tf.concat([batch, list(specs[k][1:])], 0))
+            for k in DETECTION_OUTPUTS
+        }
+        if has_masks:
+            result[MASK_OUTPUT] = tf.zeros(
+                tf.concat([batch, [specs[MASK_OUTPUT][1]], size], 0)
+            )
+        return result
+
+    def serve(images):
+        # A signature checks the dtype of a request but not its shape: check
+        # rank and channels here, so a bad request gets an error naming
+        # `images` instead of reaching a kernel.
+        images = tf.ensure_shape(
+            images, [None, None, None, channels], name="images"
+        )
+        # Convolutions reject an empty batch: answer it with empty outputs.
+        outputs = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: predict(images),
+            lambda: empty(images),
+        )
+        shapes = {k: [None, *s[1:]] for k, s in specs.items()}
+        if has_masks:
+            shapes[MASK_OUTPUT] = [None, specs[MASK_OUTPUT][1], None, None]
+        return {k: tf.ensure_shape(v, shapes[k]) for k, v in outputs.items()}
+
+    return serve
+
+
+def export_detector_for_serving(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    *,
+    version: int = 1,
+    warmup_images=None,
+) -> str:
+    """Exports a detector or instance segmenter for TF Serving.
+
+    Signatures (TF Object Detection API names):
+
+    - `serving_default`: `images` uint8 [batch, height, width, C] of any
+      size (resized in the graph to the model's input size) ->
+      `detection_boxes` float32 [batch, D, 4] (ymin, xmin, ymax, xmax in
+      pixels of the request's images), `detection_scores` float32
+      [batch, D], `detection_classes` float32 [batch, D] (0-based ids),
+      `num_detections` float32 [batch] and, for Mask R-CNN,
+      `detection_masks` float32 [batch, D, height, width]. Slots past
+      `num_detections` are zeros.
+    - `serving_image_bytes`: `image_bytes` tf.string [batch] (JPEG/PNG of
+      one common size), same outputs.
+
+    Args:
+        model: a `FasterRCNN` (or any model with those outputs and a
+            static input size); its `bounding_box_format` attribute, if
+            any, says how its boxes are written ("yxyx" otherwise).
+        export_dir: base directory; writes `export_dir/<version>/`.
+        version: TF Serving version number (int >= 1).
+        warmup_images: optional uint8 arrays [H, W, C] written as TF
+            Serving warmup requests.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ValueError: for a bad version or a model without a static input
+            size or without the detection outputs.
+    """
+    version = _check_version(version)
+    image_shape, _ = _detector_specs(model)
+    serve = make_detection_serving_fn(
+        model, getattr(model, "bounding_box_format", "yxyx")
+    )
+    return write_serving_archive(
+        model,
+        export_dir,
+        serve,
+        version=version,
+        channels=image_shape[-1],
+        warmup_images=warmup_images,
+    )
