@@ -73,4 +73,5 @@ clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
 	find saved_models -mindepth 1 -maxdepth 1 ! -name README.md \
 	    ! -name pets_fcn ! -name camvid_fcn ! -name stn_cluttered_mnist \
-	    ! -name nmt_spa_eng -exec rm -rf {} +
+	    ! -name nmt_spa_eng ! -name caption_digits ! -name digits_mask_rcnn \
+	    -exec rm -rf {} +

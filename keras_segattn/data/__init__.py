@@ -14,6 +14,7 @@ from keras_segattn.data.camvid import CAMVID_PALETTE
 from keras_segattn.data.camvid import CAMVID_VOID_LABEL
 from keras_segattn.data.camvid import load_camvid
 from keras_segattn.data.coco import load_coco_captions
+from keras_segattn.data.coco import load_coco_instance_arrays
 from keras_segattn.data.coco import load_coco_instances
 from keras_segattn.data.coco import read_coco_json
 from keras_segattn.data.digit_captions import CAPTION_VOCABULARY

@@ -10,6 +10,8 @@ COCO-MINI, one binary mask PNG per annotation in `masks/<ann_id>.png`.
 - `load_coco_instances`: one record per image with boxes in the TF Object
   Detection API convention (ymin, xmin, ymax, xmax, pixels), contiguous
   class ids 0..K-1 (COCO ids are 1..90 with gaps) and mask paths.
+- `load_coco_instance_arrays`: the same as padded arrays of resized images,
+  boxes, classes and masks, ready for `FasterRCNN(mask_head=True).fit`.
 
 Errors name the file: a missing or malformed JSON, an annotation that
 points at an unknown image, an unreadable image.
@@ -177,3 +179,84 @@ def load_coco_instances(
             }
         )
     return records, categories
+
+
+def _read_mask(path: str, image_size: int) -> np.ndarray:
+    try:
+        mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+        raise ValueError(
+            f"Could not decode mask {path!r}: {error.message}"
+        ) from error
+    mask = tf.image.resize(mask, (image_size, image_size), method="nearest")
+    return (mask.numpy()[..., 0] > 0).astype(np.uint8)
+
+
+def load_coco_instance_arrays(
+    data_dir: PathLike,
+    image_size: int = 128,
+    max_instances: int = 20,
+    **kwargs,
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """COCO instances as the padded arrays a Mask R-CNN trains on.
+
+    The same layout as `digit_scenes.make_digit_scene_arrays`, so
+    `digit_scenes.make_digit_scene_dataset` batches it for
+    `FasterRCNN.fit`: every image is resized to a square `image_size`
+    (boxes scaled with it, masks resized nearest-neighbour); per image the
+    `max_instances` largest non-crowd instances are kept.
+
+    Args:
+        data_dir: folder with `instances.json`, `images/` and `masks/`.
+        image_size: int > 0, side of the resized images.
+        max_instances: int > 0, rows M of the padded arrays.
+        **kwargs: passed to `load_coco_instances`.
+
+    Returns:
+        `(arrays, categories)`: `arrays` has `images` uint8 [N, S, S, 3],
+        `boxes` float32 [N, M, 4] (ymin, xmin, ymax, xmax, resized pixels;
+        padding -1), `classes` int32 [N, M] (contiguous ids, -1 padding),
+        `masks` uint8 [N, M, S, S]; `categories` as `load_coco_instances`.
+
+    Raises:
+        ValueError: for a bad size or count, and (naming the file) for an
+            unreadable annotation file, image or mask.
+    """
+    for name, value in (
+        ("image_size", image_size),
+        ("max_instances", max_instances),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected an int > 0. "
+                f"Received: {name}={value!r}."
+            )
+    records, categories = load_coco_instances(data_dir, **kwargs)
+    count = len(records)
+    arrays = {
+        "images": np.zeros((count, image_size, image_size, 3), np.uint8),
+        "boxes": np.full((count, max_instances, 4), -1.0, np.float32),
+        "classes": np.full((count, max_instances), -1, np.int32),
+        "masks": np.zeros(
+            (count, max_instances, image_size, image_size), np.uint8
+        ),
+    }
+    for n, record in enumerate(records):
+        arrays["images"][n] = _read_image(
+            Path(record["image_path"]), image_size
+        )
+        scale = np.array(
+            [image_size / record["height"], image_size / record["width"]] * 2,
+            np.float32,
+        )
+        boxes = record["boxes"] * scale
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        keep = np.argsort(-areas, kind="stable")[:max_instances]
+        arrays["boxes"][n, : len(keep)] = boxes[keep]
+        arrays["classes"][n, : len(keep)] = record["classes"][keep]
+        if record["mask_paths"] is not None:
+            for row, index in enumerate(keep):
+                arrays["masks"][n, row] = _read_mask(
+                    record["mask_paths"][index], image_size
+                )
+    return arrays, categories

@@ -1,6 +1,7 @@
 """Tests for `keras_segattn.data.coco` on the embedded COCO-MINI sample."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,3 +73,39 @@ def test_errors_name_the_file(tmp_path):
     (tmp_path / "coco" / "images" / image).write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=image):
         coco.load_coco_captions(tmp_path / "coco")
+
+
+def test_instance_arrays_are_padded_resized_targets(tmp_path):
+    arrays, categories = coco.load_coco_instance_arrays(SAMPLE, 64, 4)
+    records, _ = coco.load_coco_instances(SAMPLE)
+    assert arrays["images"].shape == (len(records), 64, 64, 3)
+    assert arrays["masks"].shape == (len(records), 4, 64, 64)
+    for n, record in enumerate(records):
+        scale = np.array(
+            [64 / record["height"], 64 / record["width"]] * 2, np.float32
+        )
+        kept = min(4, len(record["classes"]))
+        areas = np.prod(record["boxes"][:, 2:] - record["boxes"][:, :2], -1)
+        largest = np.argsort(-areas, kind="stable")[:kept]
+        np.testing.assert_allclose(
+            arrays["boxes"][n, :kept], record["boxes"][largest] * scale
+        )
+        np.testing.assert_array_equal(
+            arrays["classes"][n, :kept], record["classes"][largest]
+        )
+        assert np.all(arrays["classes"][n, kept:] == -1)
+        for box, mask in zip(
+            arrays["boxes"][n, :kept], arrays["masks"][n, :kept], strict=True
+        ):
+            ys, xs = np.nonzero(mask)
+            assert len(ys) > 0  # the nearest resize keeps every instance
+            assert ys.min() >= box[0] - 1 and ys.max() <= box[2] + 1
+            assert xs.min() >= box[1] - 1 and xs.max() <= box[3] + 1
+    assert len(categories) == 80
+    with pytest.raises(ValueError, match="Received: max_instances=0"):
+        coco.load_coco_instance_arrays(SAMPLE, 64, 0)
+    shutil.copytree(SAMPLE, tmp_path / "coco")
+    broken = sorted((tmp_path / "coco" / "masks").iterdir())[0]
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=re.escape(broken.name)):
+        coco.load_coco_instance_arrays(tmp_path / "coco", 64, 20)

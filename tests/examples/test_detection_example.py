@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.examples.helpers import ROOT
 from tests.examples.helpers import load_example
 
 
@@ -56,3 +57,24 @@ def test_evaluate_without_training_says_so(tmp_path):
     example = load_example("instance_segmentation")
     with pytest.raises(SystemExit, match="run `train` first"):
         example.main(["evaluate", "--smoke", "--output-dir", str(tmp_path)])
+
+
+@pytest.mark.slow  # the COCO-format loader through training and AP
+def test_smoke_on_the_embedded_coco_sample(tmp_path):
+    example = load_example("instance_segmentation")
+    sample = ROOT / "sample_data" / "coco_mini"
+    out = [
+        "--smoke",
+        "--dataset",
+        "coco",
+        "--data-dir",
+        str(sample),
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert example.main(["train", *out]) == 0
+    assert example.main(["evaluate", *out]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["training"]["dataset"] == "coco"
+    assert metrics["test_instances"] > 0
+    assert (tmp_path / "plots" / "detections.png").is_file()
