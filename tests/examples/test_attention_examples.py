@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.examples.helpers import ROOT
 from tests.examples.helpers import load_example
 
 
@@ -54,6 +55,45 @@ def test_smoke_trains_evaluates_and_exports(tmp_path):
         images=tf.zeros((2, 84, 84, 1), tf.uint8)
     )
     assert out["caption"].shape == (2,)
+
+
+@pytest.mark.slow  # the COCO captions loader through training and BLEU
+def test_smoke_on_the_embedded_coco_captions(tmp_path):
+    example = _example()
+    argv = [
+        "--smoke",
+        "--dataset",
+        "coco",
+        "--data-dir",
+        str(ROOT / "sample_data" / "coco_mini"),
+        "--modes",
+        "soft",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert example.main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train_pairs"] == 5 and metrics["test_images"] == 1
+    assert 0.0 <= metrics["results"]["soft"]["bleu"] <= 100.0
+    assert "exact_match" not in metrics["results"]["soft"]
+    assert (tmp_path / "plots" / "attention_soft.png").is_file()
+    loaded = tf.saved_model.load(str(tmp_path / "1"))
+    out = loaded.signatures["serving_default"](
+        images=tf.zeros((1, 32, 32, 3), tf.uint8)
+    )
+    assert out["caption"].shape == (1,)
+
+
+def test_coco_words_and_codec_checks():
+    example = _example()
+    assert (
+        example.coco_words("A man, riding a Horse.") == "a man riding a horse"
+    )
+    codec = example.CaptionCodec((*example.SPECIAL_TOKENS, "a", "man"), 4)
+    caption_in, caption_out = example.encode_captions(["a dog"], codec)
+    assert caption_out[0].tolist() == [4, 1, codec.end, 0]  # dog -> [UNK]
+    with pytest.raises(ValueError, match="`vocabulary`"):
+        example.CaptionCodec(("a", "b"), 4)
 
 
 def test_draw_example_smoke(tmp_path):
