@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import _check_version
+from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_warmup_requests
 
 FLOAT_SERVING_KEY = "serving_float32"
@@ -135,14 +136,7 @@ def export_classifier_for_serving(
             `probabilities`.
     """
     version = _check_version(version)
-    input_shape = tuple(model.inputs[0].shape)
-    if len(input_shape) != 4 or None in input_shape[1:]:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected a model taking "
-            "images [batch, height, width, channels] of a static size. "
-            f"Received: a model with input shape {input_shape}."
-        )
-    image_shape = input_shape[1:]
+    image_shape = static_image_shape(model)
     _output_specs(model)
     serve = make_classifier_serving_fn(model, image_shape)
     archive = keras.export.ExportArchive()

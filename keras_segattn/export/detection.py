@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_segattn.export.serving import _check_version
+from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
 
 DETECTION_OUTPUTS = (
@@ -31,13 +32,7 @@ MASK_OUTPUT = "detection_masks"
 
 def _detector_specs(model: keras.Model) -> tuple[tuple, dict[str, tuple]]:
     """(image_shape, {output name: static shape}) of a detector, checked."""
-    input_shape = tuple(model.inputs[0].shape)
-    if len(input_shape) != 4 or None in input_shape[1:]:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected a detector taking "
-            "images [batch, height, width, channels] of a static size. "
-            f"Received: a model with input shape {input_shape}."
-        )
+    image_shape = static_image_shape(model, "a detector")
     outputs = model.output
     missing = (
         list(DETECTION_OUTPUTS)
@@ -55,7 +50,7 @@ def _detector_specs(model: keras.Model) -> tuple[tuple, dict[str, tuple]]:
     names = [*DETECTION_OUTPUTS] + (
         [MASK_OUTPUT] if MASK_OUTPUT in outputs else []
     )
-    return input_shape[1:], {k: tuple(outputs[k].shape) for k in names}
+    return image_shape, {k: tuple(outputs[k].shape) for k in names}
 
 
 def make_detection_serving_fn(

@@ -35,6 +35,22 @@ def _check_version(version) -> int:
     return version
 
 
+def static_image_shape(model: keras.Model, kind: str = "a model") -> tuple:
+    """(H, W, C) of a model taking images [batch, H, W, C] of a static size.
+
+    Raises:
+        ValueError: naming `model`, for any other input.
+    """
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 4 or None in input_shape[1:]:
+        raise ValueError(
+            f"Invalid value for argument `model`. Expected {kind} taking "
+            "images [batch, height, width, channels] of a static size. "
+            f"Received: a model with input shape {input_shape}."
+        )
+    return input_shape[1:]
+
+
 def _check_size(size, name):
     if size is None:
         return None

@@ -48,3 +48,17 @@ def stored_variable_bytes(path: str) -> int:
     """Bytes of the SavedModel's variable shards."""
     data = tf.io.gfile.glob(f"{path}/variables/variables.data-*")
     return sum(tf.io.gfile.stat(f).length for f in data)
+
+
+def warmup_requests(path: str) -> list:
+    """The `PredictRequest`s of `assets.extra/tf_serving_warmup_requests`,
+    parsed as TF Serving replays them (TFRecord of `PredictionLog`)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    warmup = tf.io.gfile.join(
+        path, "assets.extra", "tf_serving_warmup_requests"
+    )
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        for record in tf.data.TFRecordDataset(warmup).as_numpy_iterator()
+    ]

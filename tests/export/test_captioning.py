@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
 from tests.export.helpers import stored_variable_bytes
+from tests.export.helpers import warmup_requests
 
 VOCABULARY = list(CAPTION_VOCABULARY)
 MAX_LENGTH = 6
@@ -98,17 +98,11 @@ def test_tf_serving_readers_and_fresh_process(exported, tmp_path):
 
 
 def test_warmup_empty_batch_and_bad_requests(exported):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, path = exported
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    warmup = Path(path) / "assets.extra" / "tf_serving_warmup_requests"
-    records = list(tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator())
-    assert len(records) == 2
-    for record in records:
-        request = prediction_log_pb2.PredictionLog.FromString(
-            record
-        ).predict_log.request
+    requests = warmup_requests(path)
+    assert len(requests) == 2
+    for request in requests:
         images = tf.make_ndarray(request.inputs["images"])
         assert signature(images=tf.constant(images))["caption"].shape == (1,)
     empty = signature(images=tf.zeros((0, 16, 16, 1), tf.uint8))

@@ -15,6 +15,7 @@ from keras_segattn.layers import build_localization_head
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import warmup_requests
 
 
 def _st_classifier():
@@ -179,19 +180,11 @@ def test_tf_serving_readers(exported_st, tmp_path):
 
 
 def test_warmup_and_bad_requests(exported_st):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, path, samples = exported_st
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    warmup = tf.io.gfile.join(
-        path, "assets.extra", "tf_serving_warmup_requests"
-    )
-    records = list(tf.data.TFRecordDataset(warmup).as_numpy_iterator())
-    assert len(records) == len(samples)
-    for record, sample in zip(records, samples, strict=True):
-        request = prediction_log_pb2.PredictionLog.FromString(
-            record
-        ).predict_log.request
+    requests = warmup_requests(path)
+    assert len(requests) == len(samples)
+    for request, sample in zip(requests, samples, strict=True):
         images = tf.make_ndarray(request.inputs["images"])
         np.testing.assert_array_equal(images[0], sample)
         assert signature(images=tf.constant(images))["classes"].shape == (1,)

@@ -18,6 +18,7 @@ from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
 from tests.export.helpers import stored_variable_bytes
+from tests.export.helpers import warmup_requests
 
 SIZE = 32
 MAX_DETECTIONS = 6
@@ -150,17 +151,11 @@ def test_tf_serving_readers_and_fresh_process(exported, tmp_path):
 
 
 def test_warmup_requests_parse_and_run(exported):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, path = exported
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    warmup = Path(path) / "assets.extra" / "tf_serving_warmup_requests"
-    records = list(tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator())
-    assert len(records) == 2
-    for record, sample in zip(records, _images(2, seed=7), strict=True):
-        request = prediction_log_pb2.PredictionLog.FromString(
-            record
-        ).predict_log.request
+    requests = warmup_requests(path)
+    assert len(requests) == 2
+    for request, sample in zip(requests, _images(2, seed=7), strict=True):
         assert request.model_spec.signature_name == "serving_default"
         images = tf.make_ndarray(request.inputs["images"])
         np.testing.assert_array_equal(images[0], sample)

@@ -13,6 +13,7 @@ from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
 from tests.export.helpers import stored_variable_bytes
+from tests.export.helpers import warmup_requests
 
 
 def _tiny_segmenter(num_classes=3, image_shape=(None, None, 3)):
@@ -207,22 +208,15 @@ def test_image_bytes_empty_and_corrupt(exported):
 
 
 def test_warmup_requests_parse_and_run(tmp_path):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     from keras_segattn.export import write_warmup_requests
 
     model = _tiny_segmenter()
     samples = [_images(batch=1, height=9, width=7, seed=s)[0] for s in range(3)]
     path = export_for_serving(model, tmp_path, warmup_images=samples)
-    warmup = tf.io.gfile.join(
-        path, "assets.extra", "tf_serving_warmup_requests"
-    )
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    records = list(tf.data.TFRecordDataset(warmup).as_numpy_iterator())
-    assert len(records) == 3
-    for record, sample in zip(records, samples, strict=True):
-        log = prediction_log_pb2.PredictionLog.FromString(record)
-        request = log.predict_log.request
+    requests = warmup_requests(path)
+    assert len(requests) == 3
+    for request, sample in zip(requests, samples, strict=True):
         assert request.model_spec.signature_name == "serving_default"
         images = tf.make_ndarray(request.inputs["images"])
         np.testing.assert_array_equal(images[0], sample)

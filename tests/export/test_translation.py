@@ -20,6 +20,7 @@ from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
 from tests.export.helpers import stored_variable_bytes
+from tests.export.helpers import warmup_requests
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = ["¿Dónde está Tom?", "Tengo hambre.", "Zyxwv qwerty."]
@@ -139,17 +140,11 @@ def test_saved_model_cli_show_and_run(exported):
 
 
 def test_warmup_requests_parse_and_run(exported):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, _, _, path = exported
-    warmup = Path(path) / "assets.extra" / "tf_serving_warmup_requests"
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    records = list(tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator())
-    assert len(records) == 2
-    for record, sentence in zip(records, SENTENCES, strict=False):
-        request = prediction_log_pb2.PredictionLog.FromString(
-            record
-        ).predict_log.request
+    requests = warmup_requests(path)
+    assert len(requests) == 2
+    for request, sentence in zip(requests, SENTENCES, strict=False):
         text = tf.make_ndarray(request.inputs["text"])
         assert text.tolist() == [sentence.encode()]
         assert signature(text=tf.constant(text))["translation"].shape == (1,)
