@@ -16,7 +16,9 @@ Baselines:
   it takes minutes, so only its eager forward is timed, and only when an
   extrapolation from one box stays under `--keras-cv-cap` seconds.
 - torchvision `roi_pool` / `roi_align` (NCHW, CPU), when torch is
-  importable.
+  importable by this interpreter (`make bench-torch`); they are timed in a
+  subprocess (`_torch_roi_worker.py`) on the same arrays, since TF and
+  torch crash in one process here.
 
 Usage:
     python benchmarks/bench_roi_ops.py [--quick] [--repeats 10]
@@ -25,9 +27,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -142,49 +149,32 @@ def _bench_keras_cv(features, boxes, cap):
 
 
 def _bench_torch(features, boxes, repeats):
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        return [
-            {"op": name, "mode": "eager", "note": "torch not installed"}
-            for name in ("torchvision roi_pool", "torchvision roi_align")
-        ]
-    x = torch.tensor(np.transpose(features.numpy(), (0, 3, 1, 2)))
-    index = np.repeat(np.arange(boxes.shape[0]), boxes.shape[1])[:, None]
-    rois = torch.tensor(
-        np.concatenate([index, boxes.numpy().reshape(-1, 4)], 1), dtype=x.dtype
-    )
-    rows = []
-    for name, op in (
-        (
-            "torchvision roi_pool",
-            lambda t: torchvision.ops.roi_pool(t, rois, OUTPUT, SCALE),
-        ),
-        (
-            "torchvision roi_align",
-            lambda t: torchvision.ops.roi_align(
-                t, rois, OUTPUT, SCALE, 2, aligned=True
-            ),
-        ),
-    ):
-
-        def forward(op=op):
-            with torch.no_grad():
-                return op(x)
-
-        def backward(op=op):
-            t = x.clone().requires_grad_(True)
-            op(t).sum().backward()
-            return t.grad
-
-        row = {"op": name, "mode": "eager"}
-        for key, fn in (("fwd", forward), ("fwd+bwd", backward)):
-            row[f"{key} first s"], row[key] = _time(
-                lambda fn=fn: fn().numpy(), (), repeats
-            )
-        rows.append(row)
-    return rows
+    """torchvision rows, timed by `_torch_roi_worker.py` in a subprocess
+    of the same interpreter (TF and torch crash in one process)."""
+    worker = Path(__file__).with_name("_torch_roi_worker.py")
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "in.npz", Path(folder) / "out.json"
+        np.savez(
+            source,
+            features=features.numpy(),
+            boxes=boxes.numpy(),
+            output_size=np.array(OUTPUT),
+            spatial_scale=np.array(SCALE),
+            repeats=np.array(repeats),
+            threads=np.array(os.cpu_count() or 1),
+        )
+        done = subprocess.run(
+            [sys.executable, str(worker), str(source), str(target)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            note = f"torch worker failed: {done.stderr.strip()[-60:]}"
+            return [
+                {"op": name, "mode": "eager", "note": note}
+                for name in ("torchvision roi_pool", "torchvision roi_align")
+            ]
+        return json.loads(target.read_text())
 
 
 def _format(rows, num_boxes):

@@ -17,8 +17,8 @@ Sub-commands:
 
 Examples:
 
-    # Full run: ~40 minutes of training on 2 CPU cores
-    python examples/instance_segmentation.py train --epochs 6
+    # Full run: about an hour of training on 2 CPU cores
+    python examples/instance_segmentation.py train
     python examples/instance_segmentation.py evaluate
 
     # The same pipeline on real COCO images and masks (COCO-MINI: 80
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="seven-segment digits, tiny model, a few steps",
         )
     train = commands.choices["train"]
-    train.add_argument("--epochs", type=int, default=6)
+    train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--num-train", type=int, default=6000)
@@ -214,7 +214,6 @@ def train(args) -> int:
         args.learning_rate,
         decay_steps=max(steps, 1),
         alpha=0.01,
-        warmup_target=None,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),

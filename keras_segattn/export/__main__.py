@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-offset",
         type=int,
         default=0,
-        help="added to class ids (1 for pets trimaps)",
+        help="added to class ids (segmentation: 1 for pets trimaps; "
+        "detection: 1 for the TF OD API's 1-based label-map ids)",
     )
     parser.add_argument(
         "--inference-size",
@@ -155,14 +156,21 @@ def main(argv=None) -> int:
             if args.warmup_images
             else None
         )
-        export = (
-            export_classifier_for_serving
-            if args.task == "classification"
-            else export_detector_for_serving
-        )
-        path = export(
-            model, args.output_dir, version=args.version, warmup_images=warmup
-        )
+        if args.task == "classification":
+            path = export_classifier_for_serving(
+                model,
+                args.output_dir,
+                version=args.version,
+                warmup_images=warmup,
+            )
+        else:
+            path = export_detector_for_serving(
+                model,
+                args.output_dir,
+                version=args.version,
+                label_offset=args.label_offset,
+                warmup_images=warmup,
+            )
     else:
         warmup = (
             _warmup_images(args.warmup_images, args.num_warmup)

@@ -54,7 +54,9 @@ def _detector_specs(model: keras.Model) -> tuple[tuple, dict[str, tuple]]:
 
 
 def make_detection_serving_fn(
-    model: keras.Model, bounding_box_format: str = "yxyx"
+    model: keras.Model,
+    bounding_box_format: str = "yxyx",
+    label_offset: int = 0,
 ):
     """Returns `fn(images) -> dict` for serving a detector.
 
@@ -66,12 +68,15 @@ def make_detection_serving_fn(
             [B] and optionally `detection_masks` [B, D, H, W].
         bounding_box_format: the format of the model's `detection_boxes`;
             the served boxes are always "yxyx" (ymin, xmin, ymax, xmax).
+        label_offset: int added to the served `detection_classes` of real
+            detections (1 gives the TF OD API's 1-based label-map ids).
 
     Returns:
         A callable taking uint8 images [b, h, w, C] of any size and
         returning float32 `detection_boxes` [b, D, 4] (yxyx, pixels of the
         given images), `detection_scores` [b, D], `detection_classes`
-        [b, D] (0-based class ids), `num_detections` [b] and, for instance
+        [b, D] (class ids plus `label_offset`), `num_detections` [b] and,
+        for instance
         models, `detection_masks` [b, D, h, w] (probabilities; threshold at
         0.5).
     """
@@ -96,6 +101,13 @@ def make_detection_serving_fn(
         )
         # Padding slots are zeros and stay zeros.
         outputs["detection_boxes"] = boxes * tf.tile(scale, [2])
+        if label_offset:
+            valid = tf.sequence_mask(
+                tf.cast(outputs["num_detections"], tf.int32),
+                boxes.shape[1],
+                dtype=tf.float32,
+            )
+            outputs["detection_classes"] += float(label_offset) * valid
         if has_masks:
             masks = tf.transpose(outputs[MASK_OUTPUT], [0, 2, 3, 1])
             masks = tf.image.resize(masks, size, method="bilinear")
@@ -141,6 +153,7 @@ def export_detector_for_serving(
     export_dir: str | os.PathLike,
     *,
     version: int = 1,
+    label_offset: int = 0,
     warmup_images=None,
 ) -> str:
     """Exports a detector or instance segmenter for TF Serving.
@@ -151,7 +164,8 @@ def export_detector_for_serving(
       size (resized in the graph to the model's input size) ->
       `detection_boxes` float32 [batch, D, 4] (ymin, xmin, ymax, xmax in
       pixels of the request's images), `detection_scores` float32
-      [batch, D], `detection_classes` float32 [batch, D] (0-based ids),
+      [batch, D], `detection_classes` float32 [batch, D] (the model's
+      0-based ids plus `label_offset`),
       `num_detections` float32 [batch] and, for Mask R-CNN,
       `detection_masks` float32 [batch, D, height, width]. Slots past
       `num_detections` are zeros.
@@ -164,6 +178,9 @@ def export_detector_for_serving(
             any, says how its boxes are written ("yxyx" otherwise).
         export_dir: base directory; writes `export_dir/<version>/`.
         version: TF Serving version number (int >= 1).
+        label_offset: int >= 0 added to the class ids of real detections:
+            0 keeps the model's 0-based ids, 1 gives the TF OD API's
+            label-map ids (0 is its background).
         warmup_images: optional uint8 arrays [H, W, C] written as TF
             Serving warmup requests.
 
@@ -175,9 +192,18 @@ def export_detector_for_serving(
             size or without the detection outputs.
     """
     version = _check_version(version)
+    if (
+        isinstance(label_offset, bool)
+        or not isinstance(label_offset, int)
+        or label_offset < 0
+    ):
+        raise ValueError(
+            "Invalid value for argument `label_offset`. Expected an int >= "
+            f"0. Received: label_offset={label_offset!r}."
+        )
     image_shape, _ = _detector_specs(model)
     serve = make_detection_serving_fn(
-        model, getattr(model, "bounding_box_format", "yxyx")
+        model, getattr(model, "bounding_box_format", "yxyx"), label_offset
     )
     return write_serving_archive(
         model,

@@ -192,6 +192,27 @@ def test_empty_batch_and_bad_requests(exported):
         by_bytes(image_bytes=tf.constant([b"not an image"]))
 
 
+def test_label_offset_shifts_real_detections_only(exported, tmp_path):
+    model, path = exported
+    shifted = export_detector_for_serving(
+        model, tmp_path, version=1, label_offset=1
+    )
+    images = tf.constant(_images(2, seed=3))
+    base = tf.saved_model.load(path).signatures["serving_default"](
+        images=images
+    )
+    plus_one = tf.saved_model.load(shifted).signatures["serving_default"](
+        images=images
+    )
+    valid = np.arange(MAX_DETECTIONS) < base["num_detections"].numpy()[:, None]
+    np.testing.assert_array_equal(
+        plus_one["detection_classes"].numpy(),
+        base["detection_classes"].numpy() + valid,
+    )
+    with pytest.raises(ValueError, match="Received: label_offset=-1"):
+        export_detector_for_serving(model, tmp_path, label_offset=-1)
+
+
 def test_variables_stored_once_and_bad_arguments(exported, tmp_path):
     model, path = exported
     assert stored_variable_bytes(path) < 1.5 * 4 * model.count_params() + 4096
