@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from keras_segattn.layers import GravesWindowAttention  # noqa: E402
-from keras_segattn.layers.bahdanau_decoder import _scan  # noqa: E402
+from keras_segattn.layers._recurrent import scan as _scan  # noqa: E402
 
 ALPHABET = 10  # symbols 1..10; 0 is padding / the start symbol
 

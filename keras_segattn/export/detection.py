@@ -76,9 +76,8 @@ def make_detection_serving_fn(
         returning float32 `detection_boxes` [b, D, 4] (yxyx, pixels of the
         given images), `detection_scores` [b, D], `detection_classes`
         [b, D] (class ids plus `label_offset`), `num_detections` [b] and,
-        for instance
-        models, `detection_masks` [b, D, h, w] (probabilities; threshold at
-        0.5).
+        for instance models, `detection_masks` [b, D, h, w] (probabilities;
+        threshold at 0.5).
     """
     image_shape, specs = _detector_specs(model)
     height, width, channels = image_shape

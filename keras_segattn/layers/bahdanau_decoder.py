@@ -5,23 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_segattn.layers import _recurrent
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
 from keras_segattn.ops import validation
-
-
-def _scan(body, initial, sequence):
-    """Stacked carries of `carry = body(carry, x)[0]` over `sequence`.
-
-    On TensorFlow this is `tf.scan`, whose while loop has
-    `maximum_iterations` set: XLA needs that bound to differentiate the loop
-    when the number of steps is only known at run time (`keras.ops.scan`
-    leaves it unset and `fit(jit_compile=True)` fails on the gradient).
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.scan(lambda carry, x: body(carry, x)[0], sequence, initial)
-    return ops.scan(body, initial, sequence)[1]
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
@@ -249,7 +235,7 @@ class BahdanauDecoder(keras.layers.Layer):
             ops.zeros((batch, annotations.shape[-1]), dtype),
             ops.zeros((batch, sources), "float32"),
         )
-        states, contexts, weights = _scan(
+        states, contexts, weights = _recurrent.scan(
             body, initial, ops.transpose(embeddings, (1, 0, 2))
         )
         states, contexts, weights = (

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.layers.bahdanau_decoder import _scan
+from keras_segattn.layers._recurrent import scan as _scan
 from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.models._config import ConstructorConfigMixin
