@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=16, help="glimpses T")
+    parser.add_argument(
+        "--read-size",
+        type=int,
+        default=2,
+        help="N of the N x N read (the paper's MNIST model: 2)",
+    )
+    parser.add_argument("--write-size", type=int, default=5)
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--latent-dim", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -133,6 +140,8 @@ def main(argv=None) -> int:
     train, test = load_splits(args)
     model = DRAW(
         steps=args.steps,
+        read_size=args.read_size,
+        write_size=args.write_size,
         units=args.units,
         latent_dim=args.latent_dim,
         seed=args.seed,
@@ -164,6 +173,8 @@ def main(argv=None) -> int:
         "test_split": "MNIST test pool (rows 50,000+), binarised at 0.5",
         "test_images": len(test),
         "steps": args.steps,
+        "read_size": args.read_size,
+        "write_size": args.write_size,
         "epochs": args.epochs,
         "train_minutes": round(minutes, 2),
         "jit_compile": True,

@@ -11,6 +11,7 @@ over pixels) and `L^z = Σ_t KL(Q(z_t | h_enc_t) || N(0, I))` (eq. 11).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -21,6 +22,25 @@ from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.models._config import ConstructorConfigMixin
 from keras_segattn.ops import validation
+
+
+def initial_read_params(image_size, read_size: int) -> list[float]:
+    """Bias of the read attention: (g̃X, g̃Y, log σ², log δ̃, log γ) for a
+    glimpse that starts centred, its grid spanning 60 % of the image and
+    each filter blurring over its cell (σ = δ / 2).
+
+    With zero parameters (the paper gives no initialisation) an N×N read
+    has stride `(max(A, B) − 1)/(N − 1)`: for the paper's 2×2 MNIST read
+    the two filters sit on the image's first and last pixels with σ = 1,
+    read only the blank border of MNIST digits, and get no gradient to
+    move, so the encoder transmits nothing and the model collapses to the
+    mean image (about 206 nats).
+    """
+    height, width = image_size
+    delta_tilde = 0.6 if read_size > 1 else 1.0
+    delta = (max(height, width) - 1) / (read_size - 1) * delta_tilde
+    sigma = delta / 2.0
+    return [0.0, 0.0, 2.0 * math.log(sigma), math.log(delta_tilde), 0.0]
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
@@ -61,7 +81,14 @@ class DrawCore(keras.layers.Layer):
         self.decoder = keras.layers.LSTMCell(units, dtype=policy, name="dec")
         self.read = DrawRead(read_size, dtype=policy, name="read")
         self.write = DrawWrite(self.image_size, dtype=policy, name="write")
-        self.read_params = keras.layers.Dense(5, dtype=policy, name="read_att")
+        self.read_params = keras.layers.Dense(
+            5,
+            bias_initializer=keras.initializers.Constant(
+                initial_read_params(self.image_size, read_size)
+            ),
+            dtype=policy,
+            name="read_att",
+        )
         self.write_params = keras.layers.Dense(
             5, dtype=policy, name="write_att"
         )
