@@ -32,10 +32,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +45,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn.data import CaptionVocabulary  # noqa: E402
+from keras_segattn.data import caption_words  # noqa: E402
 from keras_segattn.data import digit_captions  # noqa: E402
 from keras_segattn.data import load_coco_captions  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
@@ -54,42 +54,12 @@ from keras_segattn.export import captioning as captioning_export  # noqa: E402
 from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
 from keras_segattn.models import greedy_decode  # noqa: E402
 
-VOCABULARY = list(digit_captions.CAPTION_VOCABULARY)
-WORD_IDS = {word: i for i, word in enumerate(VOCABULARY)}
-START, END = WORD_IDS["[START]"], WORD_IDS["[END]"]
 MAX_WORDS = 11  # 4 digits, 3 relations of <= 2 words, and [END]
+DIGITS = CaptionVocabulary(digit_captions.CAPTION_VOCABULARY, MAX_WORDS)
 MODES = ("none", "soft", "hard")
 DATASETS = ("digits", "coco")
 COCO_MAX_WORDS = 20  # COCO captions are rarely longer; longer ones are left out
 COCO_HELD_OUT_FRACTION = 0.2
-SPECIAL_TOKENS = ("", "[UNK]", "[START]", "[END]")
-
-
-class CaptionCodec:
-    """A word vocabulary (padding 0, `[UNK]`, `[START]`, `[END]`, then the
-    words) and the decoder's length, [END] included."""
-
-    def __init__(self, vocabulary, max_words: int):
-        vocabulary = tuple(vocabulary)
-        if vocabulary[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
-            raise ValueError(
-                "Invalid value for argument `vocabulary`. Expected it to "
-                f"start with {SPECIAL_TOKENS}. Received: "
-                f"{vocabulary[: len(SPECIAL_TOKENS)]}."
-            )
-        self.vocabulary, self.max_words = vocabulary, int(max_words)
-        self.word_ids = {word: i for i, word in enumerate(vocabulary)}
-
-    @property
-    def start(self) -> int:
-        return self.word_ids["[START]"]
-
-    @property
-    def end(self) -> int:
-        return self.word_ids["[END]"]
-
-
-DIGITS = CaptionCodec(tuple(VOCABULARY), MAX_WORDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,51 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def encode_captions(captions, codec: CaptionCodec = DIGITS):
-    """(caption_in, caption_out) int32 [N, max_words], 0-padded; words
-    outside the vocabulary become [UNK]."""
-    caption_in = np.zeros((len(captions), codec.max_words), np.int32)
-    caption_out = np.zeros((len(captions), codec.max_words), np.int32)
-    unknown = codec.word_ids["[UNK]"]
-    for row, caption in enumerate(captions):
-        ids = [codec.word_ids.get(word, unknown) for word in caption.split()]
-        if len(ids) + 1 > codec.max_words:
-            raise ValueError(
-                f"Caption longer than {codec.max_words - 1} words: {caption!r}"
-            )
-        caption_in[row, : len(ids) + 1] = [codec.start, *ids]
-        caption_out[row, : len(ids) + 1] = [*ids, codec.end]
-    return caption_in, caption_out
-
-
-def coco_words(caption: str) -> str:
-    """Lower-case words of a COCO caption, punctuation dropped."""
-    return " ".join(re.findall(r"[a-z0-9]+", caption.lower()))
-
-
-def make_coco_splits(args) -> tuple[dict, CaptionCodec]:
+def make_coco_splits(args) -> tuple[dict, CaptionVocabulary]:
     """COCO images with their captions: the first 80 % of the images train
     (one pair per caption), the rest validate and test; the vocabulary
     comes from the training captions only."""
     images, captions, _ = load_coco_captions(
         args.data_dir or Path("../shared/data/coco_mini"), args.image_size
     )
-    captions = [[coco_words(c) for c in group] for group in captions]
+    captions = [[caption_words(c) for c in group] for group in captions]
     cut = len(images) - max(1, round(len(images) * COCO_HELD_OUT_FRACTION))
     cut = max(cut, 1) if len(images) > 1 else len(images)
-    counts = collections.Counter(
-        word for group in captions[:cut] for c in group for word in c.split()
+    codec = CaptionVocabulary.from_captions(
+        (c for group in captions[:cut] for c in group),
+        COCO_MAX_WORDS,
+        min_count=args.min_word_count,
     )
-    words = sorted(w for w, n in counts.items() if n >= args.min_word_count)
-    codec = CaptionCodec((*SPECIAL_TOKENS, *words), COCO_MAX_WORDS)
 
     def pairs(rows):
-        kept = [
-            (i, c)
-            for i in rows
-            for c in captions[i]
-            if len(c.split()) < COCO_MAX_WORDS
-        ]
+        kept = [(i, c) for i in rows for c in captions[i] if codec.fits(c)]
         return images[[i for i, _ in kept]], [c for _, c in kept]
 
     held_out = range(cut, len(images)) if cut < len(images) else range(cut)
@@ -200,7 +143,7 @@ def make_coco_splits(args) -> tuple[dict, CaptionCodec]:
     return splits, codec
 
 
-def make_splits(args) -> tuple[dict, CaptionCodec]:
+def make_splits(args) -> tuple[dict, CaptionVocabulary]:
     if args.dataset == "coco":
         return make_coco_splits(args)
     if args.smoke:
@@ -226,7 +169,7 @@ def make_splits(args) -> tuple[dict, CaptionCodec]:
 
 
 def dataset(images, captions, codec, batch_size, shuffle, seed):
-    caption_in, caption_out = encode_captions(captions, codec)
+    caption_in, caption_out = codec.encode(captions)
     data = tf.data.Dataset.from_tensor_slices(
         (
             {"images": images.astype("float32"), "caption_in": caption_in},
@@ -240,14 +183,6 @@ def dataset(images, captions, codec, batch_size, shuffle, seed):
     )
 
 
-def caption_texts(tokens, codec: CaptionCodec = DIGITS) -> list[str]:
-    skip = (0, codec.start, codec.end)
-    return [
-        " ".join(codec.vocabulary[t] for t in row if t not in skip)
-        for row in tokens
-    ]
-
-
 def evaluate(model, images, captions, codec=DIGITS, batch_size=256) -> dict:
     """Greedy captions against the references: one string per image
     (digits: BLEU and exact match) or a list of them (COCO: BLEU against
@@ -258,9 +193,9 @@ def evaluate(model, images, captions, codec=DIGITS, batch_size=256) -> dict:
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].astype("float32")
         decoded = greedy_decode(
-            model, batch, codec.max_words, codec.start, codec.end
+            model, batch, codec.max_length, codec.start, codec.end
         )
-        hypotheses += caption_texts(decoded["tokens"].numpy(), codec)
+        hypotheses += codec.decode(decoded["tokens"].numpy())
     result = {}
     if isinstance(captions[0], str):
         references = [captions]
@@ -279,7 +214,11 @@ def evaluate(model, images, captions, codec=DIGITS, batch_size=256) -> dict:
 
 
 def save_attention_plot(
-    model, images, path: Path, codec: CaptionCodec = DIGITS, count: int = 3
+    model,
+    images,
+    path: Path,
+    codec: CaptionVocabulary = DIGITS,
+    count: int = 3,
 ):
     import matplotlib
 
@@ -290,7 +229,7 @@ def save_attention_plot(
     decoded = greedy_decode(
         model,
         images[:count].astype("float32"),
-        codec.max_words,
+        codec.max_length,
         codec.start,
         codec.end,
     )
@@ -298,7 +237,7 @@ def save_attention_plot(
     weights = decoded["attention"].numpy()
     grid = int(round(np.sqrt(weights.shape[-1])))
     size = images.shape[1]
-    columns = codec.max_words + 1
+    columns = codec.max_length + 1
     shown = images[..., 0] if images.shape[-1] == 1 else images
     figure, axes = plt.subplots(
         count, columns, figsize=(1.6 * columns, 1.8 * count), squeeze=False
@@ -333,7 +272,7 @@ def save_attention_plot(
 def train_mode(mode, splits, codec, args, out: Path) -> tuple:
     small = args.smoke
     model = ShowAttendTellCaptioner(
-        len(codec.vocabulary),
+        len(codec),
         image_shape=splits["train"][0].shape[1:],
         attention=mode,
         filters=(8, 16, 16) if small else (32, 64, 64),
@@ -424,7 +363,7 @@ def main(argv=None) -> int:
                     model,
                     out,
                     list(codec.vocabulary),
-                    max_output_length=codec.max_words,
+                    max_output_length=codec.max_length,
                     warmup_images=splits["test"][0][:3],
                 )
                 model.save(out / "model.keras")
@@ -434,7 +373,7 @@ def main(argv=None) -> int:
         "data": describe_data(args),
         "train_pairs": len(splits["train"][1]),
         "test_images": len(splits["test"][1]),
-        "vocabulary_size": len(codec.vocabulary),
+        "vocabulary_size": len(codec),
         "epochs": args.epochs,
         "jit_compile": True,
         "results": results,

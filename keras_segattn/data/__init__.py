@@ -13,6 +13,9 @@ from keras_segattn.data.camvid import CAMVID_NUM_CLASSES
 from keras_segattn.data.camvid import CAMVID_PALETTE
 from keras_segattn.data.camvid import CAMVID_VOID_LABEL
 from keras_segattn.data.camvid import load_camvid
+from keras_segattn.data.captions import SPECIAL_TOKENS
+from keras_segattn.data.captions import CaptionVocabulary
+from keras_segattn.data.captions import caption_words
 from keras_segattn.data.coco import load_coco_captions
 from keras_segattn.data.coco import load_coco_instance_arrays
 from keras_segattn.data.coco import load_coco_instances

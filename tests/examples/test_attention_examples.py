@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -19,17 +18,6 @@ def test_help_exits_cleanly(capsys):
         _example().main(["--help"])
     assert exit_info.value.code == 0
     assert "--smoke" in capsys.readouterr().out
-
-
-def test_caption_encoding_round_trip():
-    example = _example()
-    captions = ["three left of seven above one", "two above five"]
-    caption_in, caption_out = example.encode_captions(captions)
-    assert caption_in.shape == caption_out.shape == (2, example.MAX_WORDS)
-    assert example.caption_texts(caption_out) == captions
-    assert np.all(caption_in[:, 0] == example.START)
-    with pytest.raises(ValueError, match="longer than"):
-        example.encode_captions([" ".join(["one"] * 20)])
 
 
 @pytest.mark.slow  # two XLA-compiled captioners and an export
@@ -82,18 +70,6 @@ def test_smoke_on_the_embedded_coco_captions(tmp_path):
         images=tf.zeros((1, 32, 32, 3), tf.uint8)
     )
     assert out["caption"].shape == (1,)
-
-
-def test_coco_words_and_codec_checks():
-    example = _example()
-    assert (
-        example.coco_words("A man, riding a Horse.") == "a man riding a horse"
-    )
-    codec = example.CaptionCodec((*example.SPECIAL_TOKENS, "a", "man"), 4)
-    caption_in, caption_out = example.encode_captions(["a dog"], codec)
-    assert caption_out[0].tolist() == [4, 1, codec.end, 0]  # dog -> [UNK]
-    with pytest.raises(ValueError, match="`vocabulary`"):
-        example.CaptionCodec(("a", "b"), 4)
 
 
 def test_draw_example_smoke(tmp_path):
