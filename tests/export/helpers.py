@@ -1,9 +1,12 @@
 """Shared checks of the export tests: the ways TF Serving tools read a
 SavedModel (saved_model_cli, the TF1 loader) and the variable storage."""
 
+import os
 import subprocess
 import sys
+import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -62,3 +65,44 @@ def warmup_requests(path: str) -> list:
         prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
         for record in tf.data.TFRecordDataset(warmup).as_numpy_iterator()
     ]
+
+
+_FRESH_PROCESS_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+path, signature, source, target = sys.argv[1:]
+inputs = dict(np.load(source, allow_pickle=True))
+model = tf.saved_model.load(path)
+outputs = model.signatures[signature](
+    **{name: tf.constant(value) for name, value in inputs.items()}
+)
+np.savez(target, **{name: value.numpy() for name, value in outputs.items()})
+"""
+
+
+def serve_in_fresh_process(
+    path: str, signature: str = "serving_default", **inputs
+) -> dict:
+    """Loads the SavedModel in a new Python process (nothing of this one's
+    state), runs `signature` on `inputs` and returns its outputs as NumPy
+    arrays (strings as bytes objects)."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "inputs.npz")
+        target = os.path.join(folder, "outputs.npz")
+        np.savez(source, **{k: np.asarray(v) for k, v in inputs.items()})
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _FRESH_PROCESS_SCRIPT,
+                path,
+                signature,
+                source,
+                target,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        with np.load(target, allow_pickle=True) as outputs:
+            return dict(outputs)

@@ -1,8 +1,6 @@
 """Tests for `keras_segattn.export.export_captioner_for_serving`."""
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from keras_segattn.models import greedy_decode
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import serve_in_fresh_process
 from tests.export.helpers import stored_variable_bytes
 from tests.export.helpers import warmup_requests
 
@@ -81,20 +80,8 @@ def test_tf_serving_readers_and_fresh_process(exported, tmp_path):
     assert "caption" in saved_model_cli_run(
         path, "--inputs", f"images={tmp_path / 'x.npy'}"
     )
-    script = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "x = tf.constant(np.load(sys.argv[2]))\n"
-        "print(m.signatures['serving_default'](images=x)['caption'][0]"
-        ".numpy().decode())\n"
-    )
-    fresh = subprocess.run(
-        [sys.executable, "-c", script, path, str(tmp_path / "x.npy")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    assert fresh == result["caption"][0].decode()
+    fresh = serve_in_fresh_process(path, images=images)
+    assert fresh["caption"].tolist() == result["caption"].tolist()
 
 
 def test_warmup_empty_batch_and_bad_requests(exported):

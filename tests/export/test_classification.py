@@ -1,8 +1,6 @@
 """Tests for `keras_segattn.export.export_classifier_for_serving`."""
 
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,6 +13,7 @@ from keras_segattn.layers import build_localization_head
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import serve_in_fresh_process
 from tests.export.helpers import warmup_requests
 
 
@@ -158,25 +157,8 @@ def test_tf_serving_readers(exported_st, tmp_path):
     ran = saved_model_cli_run(path, "--inputs", f"images={tmp_path / 'x.npy'}")
     assert "transformed_images" in ran
     # A fresh process reloads it and gets the same probabilities.
-    np.save(tmp_path / "expected.npy", expected)
-    script = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "x = tf.constant(np.load(sys.argv[2]))\n"
-        "p = m.signatures['serving_default'](images=x)['probabilities']\n"
-        "np.testing.assert_allclose(p, np.load(sys.argv[3]), atol=1e-5)\n"
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            path,
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "expected.npy"),
-        ],
-        check=True,
-    )
+    fresh = serve_in_fresh_process(path, images=images)
+    np.testing.assert_allclose(fresh["probabilities"], expected, atol=1e-5)
 
 
 def test_warmup_and_bad_requests(exported_st):

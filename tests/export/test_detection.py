@@ -1,8 +1,6 @@
 """Tests for `keras_segattn.export.export_detector_for_serving`."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -17,6 +15,7 @@ from keras_segattn.models import FasterRCNN
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import serve_in_fresh_process
 from tests.export.helpers import stored_variable_bytes
 from tests.export.helpers import warmup_requests
 
@@ -126,28 +125,9 @@ def test_tf_serving_readers_and_fresh_process(exported, tmp_path):
     assert "detection_scores" in saved_model_cli_run(
         path, "--inputs", f"images={tmp_path / 'x.npy'}"
     )
-    script = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "x = tf.constant(np.load(sys.argv[2]))\n"
-        "out = m.signatures['serving_default'](images=x)\n"
-        "np.save(sys.argv[3], out['detection_boxes'].numpy())\n"
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            path,
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "boxes.npy"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    np.testing.assert_allclose(
-        np.load(tmp_path / "boxes.npy"), result["detection_boxes"], atol=1e-5
-    )
+    fresh = serve_in_fresh_process(path, images=images)
+    for key in OUTPUTS:
+        np.testing.assert_allclose(fresh[key], result[key], atol=1e-5)
 
 
 def test_warmup_requests_parse_and_run(exported):

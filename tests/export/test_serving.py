@@ -1,7 +1,5 @@
 import json
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,6 +10,7 @@ from keras_segattn.export import export_for_serving
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import serve_in_fresh_process
 from tests.export.helpers import stored_variable_bytes
 from tests.export.helpers import warmup_requests
 
@@ -59,26 +58,7 @@ def test_layout_and_outputs(exported):
 def test_reload_in_fresh_process_matches(exported, tmp_path):
     model, path = exported
     images = _images(seed=3)
-    np.save(tmp_path / "images.npy", images)
-    script = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "x = np.load(sys.argv[2])\n"
-        "out = m.signatures['serving_default'](images=tf.constant(x))\n"
-        "np.save(sys.argv[3], out['probabilities'].numpy())\n"
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            path,
-            str(tmp_path / "images.npy"),
-            str(tmp_path / "probs.npy"),
-        ],
-        check=True,
-    )
-    served = np.load(tmp_path / "probs.npy")
+    served = serve_in_fresh_process(path, images=images)["probabilities"]
     np.testing.assert_allclose(
         served, model(images.astype("float32")), atol=1e-5
     )

@@ -1,8 +1,6 @@
 """Tests for `keras_segattn.export.export_translator_for_serving`."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from keras_segattn.models import greedy_decode
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run
+from tests.export.helpers import serve_in_fresh_process
 from tests.export.helpers import stored_variable_bytes
 from tests.export.helpers import warmup_requests
 
@@ -101,23 +100,12 @@ def test_in_graph_vectorisation_equals_text_vectorization(exported):
 
 def test_reload_in_fresh_process_matches(exported, tmp_path):
     _, _, _, path = exported
-    script = (
-        "import sys, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "out = m.signatures['serving_beam'](text=tf.constant(sys.argv[2:]))\n"
-        "print('|'.join(t.decode() for t in out['translation'].numpy()))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, path, *SENTENCES],
-        check=True,
-        capture_output=True,
-        text=True,
+    fresh = serve_in_fresh_process(
+        path, BEAM_SERVING_KEY, text=np.array(SENTENCES, object)
     )
     loaded = tf.saved_model.load(path)
     here = loaded.signatures[BEAM_SERVING_KEY](text=tf.constant(SENTENCES))
-    assert result.stdout.strip().split("|") == [
-        t.decode() for t in here["translation"].numpy()
-    ]
+    assert fresh["translation"].tolist() == here["translation"].numpy().tolist()
 
 
 def test_v1_loader_runs_signature_by_tensor_names(exported):
