@@ -3,10 +3,11 @@
 Trains `keras_segattn.models.DRAW` (LSTM encoder and decoder, T glimpses,
 an N x N read, the paper's 2x2 by default, and a 5x5 write) with
 `model.fit` (XLA) on MNIST digits binarised at 0.5, and reports the
-negative variational bound `L^x + L^z` in nats, averaged over the MNIST test pool (rows 50,000+ of
-mnist_train.npz, never trained on). Writes TensorBoard logs, the history,
-PNGs of the canvas sequence as the model draws (samples from the prior
-and reconstructions of test digits) and `metrics.json`.
+negative variational bound `L^x + L^z` in nats, averaged over the MNIST
+test pool (rows 50,000+ of mnist_train.npz, never trained on). Writes
+TensorBoard logs, the history, PNGs of the canvas sequence as the model
+draws (samples from the prior and reconstructions of test digits) and
+`metrics.json`.
 
 The paper reports <= 80.97 nats with attention at T = 64 on
 stochastically binarised MNIST; thresholding at 0.5 is easier to model, so
