@@ -50,6 +50,7 @@ from keras_segattn.data import caption_words  # noqa: E402
 from keras_segattn.data import digit_captions  # noqa: E402
 from keras_segattn.data import load_coco_captions  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import captioning as captioning_export  # noqa: E402
 from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
 from keras_segattn.models import greedy_decode  # noqa: E402
@@ -122,10 +123,9 @@ def make_coco_splits(args) -> tuple[dict, CaptionVocabulary]:
         args.data_dir or Path("../shared/data/coco_mini"), args.image_size
     )
     captions = [[caption_words(c) for c in group] for group in captions]
-    cut = len(images) - max(1, round(len(images) * COCO_HELD_OUT_FRACTION))
-    cut = max(cut, 1) if len(images) > 1 else len(images)
+    train_rows, held_out = split_held_out(len(images), COCO_HELD_OUT_FRACTION)
     codec = CaptionVocabulary.from_captions(
-        (c for group in captions[:cut] for c in group),
+        (c for i in train_rows for c in captions[i]),
         COCO_MAX_WORDS,
         min_count=args.min_word_count,
     )
@@ -134,9 +134,8 @@ def make_coco_splits(args) -> tuple[dict, CaptionVocabulary]:
         kept = [(i, c) for i in rows for c in captions[i] if codec.fits(c)]
         return images[[i for i, _ in kept]], [c for _, c in kept]
 
-    held_out = range(cut, len(images)) if cut < len(images) else range(cut)
     splits = {
-        "train": pairs(range(cut)),
+        "train": pairs(train_rows),
         "val": pairs(held_out),
         "test": (images[list(held_out)], [captions[i] for i in held_out]),
     }

@@ -53,6 +53,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_segattn.data import digit_scenes  # noqa: E402
 from keras_segattn.data import load_coco_instance_arrays  # noqa: E402
+from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.metrics import coco_ground_truth  # noqa: E402
 from keras_segattn.metrics import coco_results  # noqa: E402
@@ -159,11 +160,10 @@ def load_coco_split(args, split: str) -> tuple[dict, list[str]]:
     validate and test (COCO-MINI has no other held-out images)."""
     data_dir = args.data_dir or Path("../shared/data/coco_mini")
     arrays, categories = load_coco_instance_arrays(data_dir, args.image_size)
-    count = len(arrays["images"])
-    cut = count - max(1, int(round(count * COCO_HELD_OUT_FRACTION)))
-    rows = slice(0, cut) if split == "train" else slice(cut, None)
-    if count == 1:
-        rows = slice(None)
+    train_rows, held_out = split_held_out(
+        len(arrays["images"]), COCO_HELD_OUT_FRACTION
+    )
+    rows = list(train_rows if split == "train" else held_out)
     names = [category["name"] for category in categories]
     return {key: value[rows] for key, value in arrays.items()}, names
 

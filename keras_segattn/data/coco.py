@@ -260,3 +260,26 @@ def load_coco_instance_arrays(
                     record["mask_paths"][index], image_size
                 )
     return arrays, categories
+
+
+def split_held_out(
+    count: int, held_out_fraction: float = 0.2
+) -> tuple[range, range]:
+    """(train, held-out) row ranges for a COCO folder without its own
+    validation images (COCO-MINI): the last `held_out_fraction` of the
+    images, at least one, are held out; with a single image that image
+    serves both (a smoke run, not a measurement).
+
+    Raises:
+        ValueError: for a negative count or a fraction outside (0, 1).
+    """
+    if not 0.0 < held_out_fraction < 1.0 or count < 0:
+        raise ValueError(
+            "Invalid arguments. Expected count >= 0 and 0 < "
+            f"held_out_fraction < 1. Received: count={count}, "
+            f"held_out_fraction={held_out_fraction}."
+        )
+    if count <= 1:
+        return range(count), range(count)
+    held = min(max(1, round(count * held_out_fraction)), count - 1)
+    return range(count - held), range(count - held, count)

@@ -109,3 +109,12 @@ def test_instance_arrays_are_padded_resized_targets(tmp_path):
     broken.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=re.escape(broken.name)):
         coco.load_coco_instance_arrays(tmp_path / "coco", 64, 20)
+
+
+def test_split_held_out():
+    assert coco.split_held_out(80) == (range(64), range(64, 80))
+    assert coco.split_held_out(2) == (range(1), range(1, 2))
+    assert coco.split_held_out(3, 0.1) == (range(2), range(2, 3))
+    assert coco.split_held_out(1) == (range(1), range(1))
+    with pytest.raises(ValueError, match="held_out_fraction=1.0"):
+        coco.split_held_out(10, 1.0)
