@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_segattn.data.mnist import _check_positive_int
+
 PathLike = str | os.PathLike
 
 
@@ -59,15 +61,22 @@ def _images_by_id(data: dict, path: Path) -> dict:
         ) from error
 
 
-def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+def _decode(path, channels: int, what: str):
+    """uint8 [H, W, channels] of an image file; errors name the file."""
     try:
-        image = tf.io.decode_image(
-            tf.io.read_file(str(path)), channels=3, expand_animations=False
+        return tf.io.decode_image(
+            tf.io.read_file(str(path)),
+            channels=channels,
+            expand_animations=False,
         )
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
         raise ValueError(
-            f"Could not decode image {str(path)!r}: {error.message}"
+            f"Could not decode {what} {str(path)!r}: {error.message}"
         ) from error
+
+
+def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+    image = _decode(path, 3, "image")
     if image_size is not None:
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
@@ -182,12 +191,7 @@ def load_coco_instances(
 
 
 def _read_mask(path: str, image_size: int) -> np.ndarray:
-    try:
-        mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-        raise ValueError(
-            f"Could not decode mask {path!r}: {error.message}"
-        ) from error
+    mask = _decode(path, 1, "mask")
     mask = tf.image.resize(mask, (image_size, image_size), method="nearest")
     return (mask.numpy()[..., 0] > 0).astype(np.uint8)
 
@@ -222,15 +226,8 @@ def load_coco_instance_arrays(
         ValueError: for a bad size or count, and (naming the file) for an
             unreadable annotation file, image or mask.
     """
-    for name, value in (
-        ("image_size", image_size),
-        ("max_instances", max_instances),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"Invalid value for argument `{name}`. Expected an int > 0. "
-                f"Received: {name}={value!r}."
-            )
+    image_size = _check_positive_int(image_size, "image_size")
+    max_instances = _check_positive_int(max_instances, "max_instances")
     records, categories = load_coco_instances(data_dir, **kwargs)
     count = len(records)
     arrays = {
