@@ -38,6 +38,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -155,11 +156,17 @@ def model_kwargs(image_size: int, smoke: bool) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _coco_arrays(data_dir: Path, image_size: int):
+    """Read once: `train` asks for two splits of the same folder."""
+    return load_coco_instance_arrays(data_dir, image_size)
+
+
 def load_coco_split(args, split: str) -> tuple[dict, list[str]]:
     """COCO images resized to `image_size`: the first 80 % train, the rest
     validate and test (COCO-MINI has no other held-out images)."""
     data_dir = args.data_dir or Path("../shared/data/coco_mini")
-    arrays, categories = load_coco_instance_arrays(data_dir, args.image_size)
+    arrays, categories = _coco_arrays(data_dir, args.image_size)
     train_rows, held_out = split_held_out(
         len(arrays["images"]), COCO_HELD_OUT_FRACTION
     )
