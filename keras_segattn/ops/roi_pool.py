@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from keras import backend
 from keras import ops
 
 from keras_segattn.ops import validation
@@ -90,10 +89,8 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 
 # --- Values and argmax positions ------------------------------------------
 #
-# The forward pass computes values only, so inference pays nothing for
-# argmaxes. The backward pass recomputes the maxima with their positions
-# (h * W + w in the image) to find each bin's argmax with torchvision's tie
-# rule: the first maximum in row-major order.
+# Gradients go to each bin's argmax with torchvision's tie rule: the first
+# maximum in row-major order. Positions are h * W + w within the image.
 
 _MAX_POSITION = 2**31 - 1
 
@@ -109,192 +106,168 @@ def _combine(a: tuple, b: tuple) -> tuple:
     return ops.where(take_b, value_b, value_a), ops.where(take_b, pos_b, pos_a)
 
 
-# For 16- and 32-bit floats the backward pass packs each pair into one
-# int64 key: the value's bits made order-preserving, then the complement of
-# the position. A plain integer `maximum` then picks the largest value and,
-# on ties, the lowest position (-0.0 is folded into +0.0 first, since `>`
-# treats them as equal), so the tables need one integer max chain instead
-# of select chains, which XLA compiles far faster. Float64 does not fit and
-# uses explicit pairs.
-
-_KEY_INT = {"float16": "int16", "bfloat16": "int16", "float32": "int32"}
-
-
-def _magnitude_mask(int_dtype: str):
-    """All bits but the sign: XOR-ing a negative float's bits with it makes
-    signed-integer order match float order (an involution)."""
-    bits = 16 if int_dtype == "int16" else 32
-    return ops.convert_to_tensor(2 ** (bits - 1) - 1, int_dtype)
-
-
-def _keys(features):
-    """int64 keys [B, H, W, C] ordered by (value, -position)."""
-    int_dtype = _KEY_INT[backend.standardize_dtype(features.dtype)]
-    _, height, width, _ = shape_list(features)
-    positions = ops.reshape(
-        ops.arange(height * width, dtype="int32"), (1, height, width, 1)
-    )
-    features = ops.where(
-        ops.equal(features, 0), ops.zeros_like(features), features
-    )
-    bits = ops.view(features, int_dtype)
-    ordered = ops.where(
-        ops.less(bits, 0),
-        ops.bitwise_xor(bits, _magnitude_mask(int_dtype)),
-        bits,
-    )
-    low = ops.cast(_MAX_POSITION - positions, "int64")
-    return ops.cast(ordered, "int64") * 2**32 + low
-
-
-def _key_positions(keys):
-    """The positions packed in `_keys`."""
-    ordered = ops.right_shift(keys, 32)  # arithmetic: floor(key / 2**32)
-    return _MAX_POSITION - ops.cast(keys - ordered * 2**32, "int32")
-
-
-def _positions(features):
-    """Row-major position h * W + w of every element, int32 [B, H, W, C]."""
-    _, height, width, _ = shape_list(features)
-    grid = ops.reshape(
-        ops.arange(height * width, dtype="int32"), (1, height, width, 1)
-    )
-    return ops.broadcast_to(grid, ops.shape(features))
-
-
-def _num_levels(size: int) -> int:
-    """Sparse-table levels for windows of 1 .. size: floor(log2(size)) + 1."""
-    return max(int(size), 1).bit_length()
-
-
-def _level_sizes(size: int) -> list[int]:
-    return [size - 2**i + 1 for i in range(_num_levels(size))]
-
-
-# --- Method 1: 2D sparse table (static H and W) -----------------------------
+# --- Method 1: m-ary sparse table (static H and W) --------------------------
 #
 # Table (i, j) holds, at (h, w), the max over the window
-# [h, h + 2**i) x [w, w + 2**j), for every window inside the map. A bin of
-# extent (eh, ew) is covered exactly by the four (possibly overlapping)
-# windows of level (floor(log2 eh), floor(log2 ew)) anchored at its corners,
-# and max is idempotent, so four gathers give the exact bin max whatever the
-# bin size. The tables hold about 0.7 (log2 H + 1)(log2 W + 1) times the
-# feature map, independent of the number of boxes.
+# [h, h + s_i) x [w, w + t_j) for every window inside the map, with window
+# heights s_i = m**i up to H (and widths likewise up to W) for a base m.
+# A bin of extent (eh, ew) is covered exactly by m x m (possibly
+# overlapping) windows of the largest level with s_i <= eh, t_j <= ew,
+# placed from its start in steps of one window and clamped to its end; max
+# is idempotent, so m * m gathers give the exact bin max whatever the bin
+# size. Base 2 is the classic sparse table (4 gathers, tables about
+# (log2 H + 1)(log2 W + 1) times the map); a larger base trades more
+# gathers for much smaller tables (base 4: 16 gathers, tables about 7
+# times the map for a 50 x 50 map instead of 24), and `_table_base` picks
+# the cheaper for the static shapes.
 #
-# With explicit (value, position) pairs (float64), columns are doubled
-# first, then rows, and each doubling keeps the first operand on ties: it
-# covers columns left of the second in the same rows, or rows above it, so
-# all its elements come first in row-major order and each table position
-# is the first argmax of its window. The four overlapping windows of a bin
-# are then combined with the full tie rule. Keys need no such care.
+# Positions (h * W + w) ride along as a second table. Columns are grown
+# first, within single rows, then rows, and each step keeps the earlier
+# window on ties: it lies left of the later one in the same rows, or above
+# it, so all its elements come first in row-major order and every table
+# position is the first argmax of its window. The m * m windows of a bin
+# overlap arbitrarily, so they are combined with the full tie rule. The
+# value tables never read the positions: when no gradient is taken, the
+# position tables are dead code and graph pruning / XLA drop them.
 
 
-def _double(values, positions, axis: int, shift: int):
-    """Max of each window with the window `shift` further along `axis`."""
+def _window_sizes(size: int, base: int) -> list[int]:
+    """Window lengths 1, base, base**2, ... up to `size`."""
+    sizes = [1]
+    while sizes[-1] * base <= size:
+        sizes.append(sizes[-1] * base)
+    return sizes
 
-    def part(t, start, stop):
+
+def _num_lookups(size: int, base: int) -> int:
+    """Windows per bin along an axis: `base`, fewer on maps shorter than it."""
+    return min(base, max(int(size), 1))
+
+
+def _grow(values, positions, axis: int, window: int, base: int):
+    """Windows `base` times longer along `axis`, from `base` windows of
+    length `window` placed end to end; ties keep the earlier window."""
+    length = values.shape[axis]
+    count = length - (base - 1) * window
+
+    def part(t, step):
         index = [slice(None)] * 4
-        index[axis] = slice(start, stop)
+        index[axis] = slice(step * window, step * window + count)
         return t[tuple(index)]
 
-    a, b = part(values, None, -shift), part(values, shift, None)
-    if positions is None:
-        return ops.maximum(a, b), None
-    take_b = ops.greater(b, a)  # ties keep `a`, whose elements come first
-    return ops.where(take_b, b, a), ops.where(
-        take_b, part(positions, shift, None), part(positions, None, -shift)
+    best, best_position = part(values, 0), part(positions, 0)
+    for step in range(1, base):
+        value, position = part(values, step), part(positions, step)
+        best_position = ops.where(
+            ops.greater(value, best), position, best_position
+        )
+        best = ops.maximum(best, value)
+    return best, best_position
+
+
+def _window_tables(features, base: int):
+    """Flat value and position tables [sum_ij B * H_i * W_j + 1, C], row
+    level major (the order of `_table_lookups`). Positions are image-absolute
+    (b * H * W + h * W + w); the last row is the empty bin: value 0 and
+    position B * H * W, one past the map."""
+    batch, height, width, channels = shape_list(features)
+    # [B, H, W, 1]: the first `_grow` broadcasts it over the channels (a
+    # full-size iota would be constant-folded into a map-sized constant).
+    grid = ops.reshape(
+        ops.arange(batch * height * width, dtype="int32"),
+        (batch, height, width, 1),
     )
-
-
-def _sparse_tables(features, with_positions: bool):
-    """Flat [sum_ij B * H_i * W_j, C] tables (values, positions or None);
-    with positions, for 16- and 32-bit floats, the values are int64 keys
-    (`_keys`) and the positions None."""
-    _, height, width, channels = shape_list(features)
-    positions = None
-    if with_positions:
-        if backend.standardize_dtype(features.dtype) in _KEY_INT:
-            features = _keys(features)
-        else:
-            positions = _positions(features)
-    columns = [(features, positions)]
-    for j in range(1, _num_levels(width)):
-        columns.append(_double(*columns[-1], axis=2, shift=2 ** (j - 1)))
+    columns = [(features, grid)]
+    for window in _window_sizes(width, base)[:-1]:
+        columns.append(_grow(*columns[-1], axis=2, window=window, base=base))
+    num_h = len(_window_sizes(height, base))
     tables = {}
     for j, level in enumerate(columns):
         tables[0, j] = level
-        for i in range(1, _num_levels(height)):
-            level = _double(*level, axis=1, shift=2 ** (i - 1))
+        for i, window in enumerate(_window_sizes(height, base)[:-1], 1):
+            level = _grow(*level, axis=1, window=window, base=base)
             tables[i, j] = level
-    order = sorted(tables)  # row level major, as `_sparse_table_lookups`
-    values = ops.concatenate(
-        [ops.reshape(tables[key][0], (-1, channels)) for key in order], 0
+    tables[0, 0] = (features, ops.broadcast_to(grid, ops.shape(features)))
+    order = [tables[i, j] for i in range(num_h) for j in range(len(columns))]
+    empty = (
+        ops.zeros((1, channels), features.dtype),
+        ops.full((1, channels), batch * height * width, dtype="int32"),
     )
-    if positions is None:
-        return values, None
-    positions = ops.concatenate(
-        [ops.reshape(tables[key][1], (-1, channels)) for key in order], 0
+    return tuple(
+        ops.concatenate(
+            [ops.reshape(t[k], (-1, channels)) for t in order] + [empty[k]], 0
+        )
+        for k in (0, 1)
     )
-    return values, positions
 
 
-def _floor_log2(extent, num_levels: int):
+def _axis_lookups(start, end, size: int, base: int):
+    """Per-bin level [K, p] and the `_num_lookups` window starts [K, p]."""
+    sizes = _window_sizes(size, base)
+    extent = end - start
     level = ops.zeros_like(extent)
-    for i in range(1, num_levels):
-        level = level + ops.cast(ops.greater_equal(extent, 2**i), "int32")
-    return level
+    for window in sizes[1:]:
+        level = level + ops.cast(ops.greater_equal(extent, window), "int32")
+    window = ops.take(ops.convert_to_tensor(sizes, "int32"), level)
+    last = end - window
+    starts = [
+        ops.minimum(start + step * window, last)
+        for step in range(_num_lookups(size, base))
+    ]
+    return level, window, starts
 
 
-def _sparse_table_lookups(rois: _RoIs, bins: _Bins, batch, height, width):
-    """Table row indices [K, ph, pw] of the four windows covering each bin."""
-    heights, widths = _level_sizes(height), _level_sizes(width)
-    num_w = len(widths)
-    # Table (i, j) is [B, H_i, W_j] flattened, after B * offsets[ij] rows.
+def _table_lookups(rois: _RoIs, bins: _Bins, batch, height, width, base):
+    """Table row indices [K, ph, pw] of the windows covering each bin."""
+    sizes_h = _window_sizes(height, base)
+    sizes_w = _window_sizes(width, base)
+    # Table (i, j) is [B, H_i, W_j] flattened, after B * offsets[i, j] rows.
     offsets, total = [], 0
-    for hi in heights:
-        for wj in widths:
+    for s in sizes_h:
+        for t in sizes_w:
             offsets.append(total)
-            total += hi * wj
+            total += (height - s + 1) * (width - t + 1)
     offsets = ops.convert_to_tensor(offsets, "int32")
-    powers_h = ops.convert_to_tensor([2**i for i in range(len(heights))])
-    powers_w = ops.convert_to_tensor([2**j for j in range(num_w)])
-
-    level_h = _floor_log2(bins.h_end - bins.h_start, len(heights))
-    level_w = _floor_log2(bins.w_end - bins.w_start, num_w)
-    span_h = ops.take(ops.cast(powers_h, "int32"), level_h)  # [K, ph]
-    span_w = ops.take(ops.cast(powers_w, "int32"), level_w)  # [K, pw]
-    rows = [bins.h_start, bins.h_end - span_h]
-    cols = [bins.w_start, bins.w_end - span_w]
-    level = ops.expand_dims(level_h, 2) * num_w + ops.expand_dims(level_w, 1)
+    level_h, window_h, rows = _axis_lookups(
+        bins.h_start, bins.h_end, height, base
+    )
+    level_w, window_w, cols = _axis_lookups(
+        bins.w_start, bins.w_end, width, base
+    )
+    level = ops.expand_dims(level_h, 2) * len(sizes_w) + ops.expand_dims(
+        level_w, 1
+    )
     level_base = ops.take(offsets, level) * batch  # [K, ph, pw]
     image = ops.reshape(rois.batch_index, (-1, 1, 1))
-    table_h = ops.expand_dims(height + 1 - span_h, 2)  # H_i
-    table_w = ops.expand_dims(width + 1 - span_w, 1)  # W_j
+    table_h = ops.expand_dims(height + 1 - window_h, 2)  # H_i
+    table_w = ops.expand_dims(width + 1 - window_w, 1)  # W_j
+    empty_row = total * batch  # the last table row: value 0
     lookups = []
     for r in rows:
+        row = level_base + (image * table_h + ops.expand_dims(r, 2)) * table_w
         for c in cols:
-            row = image * table_h + ops.expand_dims(r, 2)
-            lookups.append(level_base + row * table_w + ops.expand_dims(c, 1))
+            index = row + ops.expand_dims(c, 1)
+            lookups.append(ops.where(bins.nonempty, index, empty_row))
     return lookups
 
 
-def _pool_sparse_table(features, rois: _RoIs, bins: _Bins, with_positions):
+def _pool_table(features, rois: _RoIs, bins: _Bins, base: int):
+    """(values, positions) [K, ph, pw, C] from the window tables: empty bins
+    and dropped RoIs give 0 at position B * H * W."""
     batch, height, width, _ = shape_list(features)
-    values, positions = _sparse_tables(features, with_positions)
-    lookups = _sparse_table_lookups(rois, bins, batch, height, width)
-    if positions is None:  # values, or keys that carry the positions
-        found = [ops.take(values, index, axis=0) for index in lookups]
-        pooled = ops.maximum(
-            ops.maximum(found[0], found[1]), ops.maximum(found[2], found[3])
-        )
-        if with_positions:
-            return None, _key_positions(pooled)
-        return pooled
-    pooled = None
-    for index in lookups:
-        found = (ops.take(values, index, 0), ops.take(positions, index, 0))
-        pooled = found if pooled is None else _combine(pooled, found)
-    return pooled
+    values, positions = _window_tables(features, base)
+    lookups = _table_lookups(rois, bins, batch, height, width, base)
+    found = [
+        (ops.take(values, index, 0), ops.take(positions, index, 0))
+        for index in lookups
+    ]
+    pooled = found[0][0]
+    for value, _ in found[1:]:
+        pooled = ops.maximum(pooled, value)
+    best = found[0]
+    for pair in found[1:]:
+        best = _combine(best, pair)
+    return pooled, best[1]
 
 
 # --- Method 2: scan over rows then columns (any H and W) --------------------
@@ -360,61 +333,113 @@ def _pool_scan(features, rois: _RoIs, bins: _Bins, with_positions):
     return pooled if with_positions else pooled[0]
 
 
-def _choose_method(features, boxes, output_size) -> str:
-    """ "table" when H and W are static and the tables cost no more than
-    scanning, else "scan" (both exact)."""
-    batch, height, width, _ = features.shape
+# Relative costs per channel, measured with XLA on CPU: building one table
+# element ~ 1, gathering one looked-up element ~ 0.2, one step of the scan
+# per element ~ 1.
+_TABLE_BASES = (2, 3, 4, 5, 6, 7, 8)
+_LOOKUP_COST = 0.2
+_DEFAULT_BOXES_PER_IMAGE = 64  # for the cost model when N is unknown
+
+
+def _table_size(height: int, width: int, base: int) -> int:
+    """Elements per image and channel of all window tables."""
+    rows = sum(height - s + 1 for s in _window_sizes(height, base))
+    cols = sum(width - s + 1 for s in _window_sizes(width, base))
+    return rows * cols
+
+
+def _table_cost(height, width, boxes_per_image, output_size, base) -> float:
+    lookups = _num_lookups(height, base) * _num_lookups(width, base)
+    bins = boxes_per_image * output_size[0] * output_size[1]
+    return _table_size(height, width, base) + _LOOKUP_COST * bins * lookups
+
+
+def _boxes_per_image(features, boxes):
+    batch = features.shape[0]
+    if len(boxes.shape) == 3 and boxes.shape[1] is not None:
+        return boxes.shape[1]
+    if len(boxes.shape) == 2 and boxes.shape[0] is not None and batch:
+        return boxes.shape[0] / batch
+    return _DEFAULT_BOXES_PER_IMAGE
+
+
+def _table_base(height: int, width: int, boxes_per_image, output_size) -> int:
+    """The table base with the lowest modelled cost."""
+    return min(
+        _TABLE_BASES,
+        key=lambda base: _table_cost(
+            height, width, boxes_per_image, output_size, base
+        ),
+    )
+
+
+def _choose_method(features, boxes, output_size) -> tuple[str, int | None]:
+    """("table", base) when H and W are static and the tables cost no more
+    than scanning, else ("scan", None) (both exact)."""
+    _, height, width, _ = features.shape
     if height is None or width is None:
-        return "scan"
-    table_cost = sum(_level_sizes(height)) * sum(_level_sizes(width))
-    if len(boxes.shape) == 3:
-        boxes_per_image = boxes.shape[1]
-    elif boxes.shape[0] is not None and batch:
-        boxes_per_image = boxes.shape[0] / batch
-    else:
-        boxes_per_image = None
-    if boxes_per_image is None:
-        return "table"
-    scan_cost = boxes_per_image * output_size[0] * height * width
-    return "table" if table_cost <= scan_cost else "scan"
+        return "scan", None
+    boxes_per_image = _boxes_per_image(features, boxes)
+    base = _table_base(height, width, boxes_per_image, output_size)
+    table = _table_cost(height, width, boxes_per_image, output_size, base)
+    scan = boxes_per_image * output_size[0] * height * width
+    return ("table", base) if table <= scan else ("scan", None)
 
 
-def _roi_pool_flat(features, boxes, output_size, spatial_scale, method):
-    pool = _pool_sparse_table if method == "table" else _pool_scan
+def _pool_scan_masked(features, rois: _RoIs, bins: _Bins, with_positions):
+    """`_pool_scan` in `_pool_table`'s conventions: empty bins and dropped
+    RoIs give 0, positions are image-absolute and B * H * W when empty."""
+    batch, height, width, _ = shape_list(features)
+    nonempty = ops.expand_dims(bins.nonempty, -1)
+    if not with_positions:
+        values = _pool_scan(features, rois, bins, with_positions=False)
+        return ops.where(nonempty, values, ops.zeros_like(values))
+    _, positions = _pool_scan(features, rois, bins, with_positions=True)
+    image = ops.reshape(rois.batch_index, (-1, 1, 1, 1))
+    return ops.where(
+        nonempty, image * (height * width) + positions, batch * height * width
+    )
 
+
+def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
     @ops.custom_gradient
     def pool_with_argmax_gradient(features, boxes):
         batch, height, width, channels = shape_list(features)
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
-        nonempty = ops.expand_dims(bins.nonempty, -1)
-        values = pool(features, rois, bins, with_positions=False)
-        pooled = ops.where(nonempty, values, ops.zeros_like(values))
+        if method == "table":
+            # The position tables are only used by `grad`: without a
+            # gradient they are pruned, so inference builds values only.
+            pooled, table_positions = _pool_table(features, rois, bins, base)
+
+            def argmax_positions():
+                return table_positions
+        else:
+            pooled = _pool_scan_masked(features, rois, bins, False)
+
+            def argmax_positions():
+                return _pool_scan_masked(features, rois, bins, True)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            _, positions = pool(features, rois, bins, with_positions=True)
             # Each bin's gradient goes to its argmax (torchvision's
-            # backward); empty bins and dropped RoIs send nothing.
-            upstream = ops.reshape(upstream, ops.shape(pooled))
-            upstream = ops.where(nonempty, upstream, ops.zeros_like(upstream))
-            # Scatter-add into [B * H * W, C] at (pixel, channel) pairs
-            # shaped [K * ph * pw, C, 2]: unlike flat ids, this keeps the
-            # channel loop innermost, which XLA runs about 3x faster.
-            image = ops.reshape(rois.batch_index, (-1, 1, 1, 1))
-            pixel = ops.reshape(
-                image * (height * width) + positions, (-1, channels)
-            )
+            # backward). Empty bins and dropped RoIs point one row past
+            # the map, which is dropped: no mask over the channels, which
+            # XLA would fuse into the scatter and recompute per element.
+            pixel = ops.reshape(argmax_positions(), (-1, channels))
             channel = ops.broadcast_to(
                 ops.arange(channels, dtype="int32"), ops.shape(pixel)
             )
+            # Scatter-add at (pixel, channel) pairs shaped [K*ph*pw, C, 2]:
+            # unlike flat ids, this keeps the channel loop innermost,
+            # which XLA runs about 3x faster.
             grad_features = ops.scatter(
                 ops.stack([pixel, channel], axis=-1),
                 ops.reshape(upstream, (-1, channels)),
-                (batch * height * width, channels),
+                (batch * height * width + 1, channels),
             )
-            grad_features = ops.reshape(grad_features, ops.shape(features))
+            grad_features = ops.reshape(grad_features[:-1], ops.shape(features))
             return grad_features, ops.zeros_like(boxes)
 
         return _restore_batch(pooled, rois), grad
@@ -511,20 +536,31 @@ def _roi_pool(
     spatial_scale=1.0,
     validate=False,
     method: str = "auto",
+    base: int | None = None,
 ):
-    """`roi_pool` with the method selectable ("auto", "table", "scan")."""
+    """`roi_pool` with the method ("auto", "table", "scan") and the table
+    base (None: the cheapest for the shapes) selectable."""
     output_size = validation.standardize_size(output_size, "output_size")
     spatial_scale = validation.check_positive_float(
         spatial_scale, "spatial_scale"
     )
     validation.check_one_of(method, ("auto", "table", "scan"), "method")
+    if base is not None:
+        validation.check_one_of(base, _TABLE_BASES, "base")
     features = _prepare_features(features)
     boxes = _prepare_boxes(boxes, features, validate)
     if method == "table" and None in features.shape[1:3]:
         raise ValueError(
-            "The sparse-table method needs static H and W. Received: "
+            "The window-table method needs static H and W. Received: "
             f"features.shape={features.shape}."
         )
     if method == "auto":
-        method = _choose_method(features, boxes, output_size)
-    return _roi_pool_flat(features, boxes, output_size, spatial_scale, method)
+        method, auto_base = _choose_method(features, boxes, output_size)
+        base = base or auto_base
+    if method == "table" and base is None:
+        height, width = features.shape[1:3]
+        per_image = _boxes_per_image(features, boxes)
+        base = _table_base(height, width, per_image, output_size)
+    return _roi_pool_flat(
+        features, boxes, output_size, spatial_scale, method, base
+    )

@@ -18,7 +18,16 @@ from tests.references import np_roi_rows
 from tests.testing import check_numeric_gradients
 
 F32 = np.float32
-METHODS = ["table", "scan"]
+# Every exact method: the scan, and window tables of several bases (base 2
+# is the classic sparse table; base 8 on a 6-row map has one level and
+# looks up 6 windows, fewer than the base).
+METHODS = [
+    pytest.param({"method": "scan"}, id="scan"),
+    *(
+        pytest.param({"method": "table", "base": base}, id=f"table{base}")
+        for base in (2, 3, 5, 8)
+    ),
+]
 
 
 def c_round(value) -> int:
@@ -128,7 +137,7 @@ def features():
 )
 def test_forward_matches_loops(features, method, output_size, scale):
     boxes = tricky_boxes()
-    out = _roi_pool(features, boxes, output_size, scale, method=method)
+    out = _roi_pool(features, boxes, output_size, scale, **method)
     ref, _ = np_roi_pool(features, boxes, output_size, scale)
     assert out.shape == (2, 6, *output_size, 3)
     np.testing.assert_array_equal(np.asarray(out), ref)
@@ -148,7 +157,7 @@ def test_random_boxes_at_spatial_scale_1_16(method):
     features = rng.normal(size=(2, 7, 5, 4)).astype(F32)
     xy = rng.uniform(-40, 130, size=(2, 8, 2)).astype(F32)
     boxes = np.concatenate([xy, xy + rng.uniform(0, 90, (2, 8, 2))], -1)
-    out = _roi_pool(features, boxes.astype(F32), (3, 4), 1 / 16, method=method)
+    out = _roi_pool(features, boxes.astype(F32), (3, 4), 1 / 16, **method)
     ref, _ = np_roi_pool(features, boxes, (3, 4), 1 / 16)
     np.testing.assert_array_equal(np.asarray(out), ref)
 
@@ -161,7 +170,7 @@ def test_rounding_is_c_round():
         F32,
     )
     for method in METHODS:
-        out = _roi_pool(features, boxes, 1, 1.0, method=method)
+        out = _roi_pool(features, boxes, 1, 1.0, **method.values[0])
         np.testing.assert_array_equal(
             np.asarray(out)[0, :, 0, 0, 0], [66.0, 33.0, 0.0]
         )
@@ -171,7 +180,7 @@ def test_rounding_is_c_round():
 def test_one_by_one_map(method):
     features = np.array([[[[2.0, -3.0]]]], F32)
     boxes = np.array([[[0.0, 0.0, 1.0, 1.0], [-5.0, -5.0, 0.4, 3.0]]], F32)
-    out = _roi_pool(features, boxes, (2, 3), method=method)
+    out = _roi_pool(features, boxes, (2, 3), **method)
     ref, _ = np_roi_pool(features, boxes, (2, 3))
     np.testing.assert_array_equal(np.asarray(out), ref)
 
@@ -181,7 +190,7 @@ def test_flat_form_matches_batched(features, method):
     boxes = tricky_boxes()
     flat = np_roi_rows(boxes, 2)
     flat = np.concatenate([flat, [[2.0, 0.0, 0.0, 9.0, 9.0]]], 0)  # bad index
-    out = _roi_pool(features, flat, (3, 2), 1 / 8, method=method)
+    out = _roi_pool(features, flat, (3, 2), 1 / 8, **method)
     ref, _ = np_roi_pool(features, flat, (3, 2), 1 / 8)
     assert out.shape == (13, 3, 2, 3)
     np.testing.assert_array_equal(np.asarray(out), ref)
@@ -191,7 +200,7 @@ def test_flat_form_matches_batched(features, method):
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_dtypes(features, method, dtype):
     features = features.astype(dtype)
-    out = _roi_pool(features, tricky_boxes(), (3, 3), 1 / 8, method=method)
+    out = _roi_pool(features, tricky_boxes(), (3, 3), 1 / 8, **method)
     assert keras.backend.standardize_dtype(out.dtype) == dtype
     ref, _ = np_roi_pool(features, tricky_boxes(), (3, 3), 1 / 8)
     np.testing.assert_array_equal(np.asarray(out), ref)
@@ -209,7 +218,7 @@ def test_gradient_goes_to_the_first_argmax(method, dtype):
     features_t = tf.constant(features)
     with tf.GradientTape() as tape:
         tape.watch(features_t)
-        out = _roi_pool(features_t, boxes, (3, 2), 1 / 8, method=method)
+        out = _roi_pool(features_t, boxes, (3, 2), 1 / 8, **method)
         loss = tf.reduce_sum(out * upstream)
     grad = tape.gradient(loss, features_t).numpy()
     ref = np_roi_pool_grad(features, boxes, (3, 2), 1 / 8, upstream)
@@ -229,7 +238,7 @@ def test_numeric_gradients(method):
     )
     boxes = boxes.astype(F32)
     check_numeric_gradients(
-        tf.function(lambda f: _roi_pool(f, boxes, (2, 2), 1.0, method=method)),
+        tf.function(lambda f: _roi_pool(f, boxes, (2, 2), 1.0, **method)),
         [features],
     )
 
@@ -247,7 +256,7 @@ def test_padding_boxes_zero_output_and_gradient(features, method):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([features_t, boxes_t])
         # scale 1/16: round(-1/16) = 0, so torchvision would pool pixel 0.
-        out = _roi_pool(features_t, boxes_t, 2, 1 / 16, method=method)
+        out = _roi_pool(features_t, boxes_t, 2, 1 / 16, **method)
         dropped = tf.reduce_sum(out[0]) + tf.reduce_sum(out[1, 1])
         total = tf.reduce_sum(out)
     values = out.numpy()
@@ -264,7 +273,7 @@ def test_padding_boxes_zero_output_and_gradient(features, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_xla_with_unknown_batch(method):
-    spatial = [None, None] if method == "scan" else [6, 9]
+    spatial = [None, None] if method["method"] == "scan" else [6, 9]
 
     @tf.function(
         jit_compile=True,
@@ -274,7 +283,7 @@ def test_xla_with_unknown_batch(method):
         ],
     )
     def pool(features, boxes):
-        return _roi_pool(features, boxes, (2, 3), 1 / 8, method=method)
+        return _roi_pool(features, boxes, (2, 3), 1 / 8, **method)
 
     rng = np.random.default_rng(4)
     for batch in (2, 1):
@@ -309,20 +318,60 @@ def test_xla_gradient_step():
 
 def test_method_choice():
     boxes = tf.TensorSpec([None, 64, 4])
-    assert _choose_method(
-        tf.TensorSpec([None, None, 50, 8]), boxes, (7, 7)
-    ) == ("scan")
+    unknown_size = tf.TensorSpec([None, None, 50, 8])
+    assert _choose_method(unknown_size, boxes, (7, 7)) == ("scan", None)
+    # The benchmark's shapes: base 4 for 64 boxes, base 3 for 256 (fewer
+    # gathers per bin once there are more bins).
     assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), boxes, (7, 7)) == (
-        "table"
+        "table",
+        4,
+    )
+    many = tf.TensorSpec([2, 256, 4])
+    assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), many, (7, 7)) == (
+        "table",
+        3,
     )
     one_box = tf.TensorSpec([2, 1, 4])
     assert _choose_method(tf.TensorSpec([2, 200, 200, 8]), one_box, (7, 7)) == (
-        "scan"
+        "scan",
+        None,
     )
     with pytest.raises(ValueError, match="static H and W"):
         tf.function(
             lambda f: _roi_pool(f, np.zeros((1, 1, 4), F32), 2, method="table")
         ).get_concrete_function(tf.TensorSpec([1, None, 4, 1]))
+    with pytest.raises(ValueError, match="base"):
+        _roi_pool(
+            np.zeros((1, 4, 4, 1), F32), np.zeros((1, 1, 4), F32), 2, base=1
+        )
+
+
+@pytest.mark.parametrize("base", [2, 3, 4, 5, 6, 7, 8])
+def test_every_table_base_on_a_larger_map(base):
+    # Bins from 1 pixel to the whole map (every table level), boxes far
+    # outside it, and integer features for ties: values and gradients.
+    rng = np.random.default_rng(6)
+    features = rng.integers(-3, 4, size=(2, 21, 26, 2)).astype(F32)
+    corners = rng.uniform(-60, 300, size=(2, 24, 2, 2)).astype(F32)
+    boxes = np.concatenate([corners.min(2), corners.max(2)], -1)
+    boxes[0, 0] = [-400.0, -400.0, 600.0, 600.0]
+    boxes[1, 0] = [8.0, 8.0, 9.0, 9.0]
+    upstream = rng.normal(size=(2, 24, 3, 4, 2)).astype(F32)
+    features_t = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(features_t)
+        out = _roi_pool(
+            features_t, boxes, (3, 4), 1 / 8, method="table", base=base
+        )
+        loss = tf.reduce_sum(out * upstream)
+    grad = tape.gradient(loss, features_t).numpy()
+    ref, _ = np_roi_pool(features, boxes, (3, 4), 1 / 8)
+    np.testing.assert_array_equal(out.numpy(), ref)
+    np.testing.assert_allclose(
+        grad,
+        np_roi_pool_grad(features, boxes, (3, 4), 1 / 8, upstream),
+        atol=1e-5,
+    )
 
 
 def test_static_output_shape_with_unknown_batch():
