@@ -87,26 +87,10 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
     return _Bins(h_start, h_end, w_start, w_end, nonempty)
 
 
-# --- Values and argmax positions ------------------------------------------
+# --- Method 1: window tables (static H and W) ------------------------------
 #
 # Gradients go to each bin's argmax with torchvision's tie rule: the first
-# maximum in row-major order. Positions are h * W + w within the image.
-
-_MAX_POSITION = 2**31 - 1
-
-
-def _combine(a: tuple, b: tuple) -> tuple:
-    """The max of two (value, position) pairs, ties to the lower position."""
-    value_a, pos_a = a
-    value_b, pos_b = b
-    take_b = ops.logical_or(
-        ops.greater(value_b, value_a),
-        ops.logical_and(ops.equal(value_b, value_a), ops.less(pos_b, pos_a)),
-    )
-    return ops.where(take_b, value_b, value_a), ops.where(take_b, pos_b, pos_a)
-
-
-# --- Method 1: m-ary sparse table (static H and W) --------------------------
+# maximum in row-major order.
 #
 # Table (i, j) holds, at (h, w), the max over the window
 # [h, h + s_i) x [w, w + t_j) for every window inside the map, with window
@@ -121,14 +105,16 @@ def _combine(a: tuple, b: tuple) -> tuple:
 # times the map for a 50 x 50 map instead of 24), and `_table_base` picks
 # the cheaper for the static shapes.
 #
-# Positions (h * W + w) ride along as a second table. Columns are grown
+# Positions (b * H * W + h * W + w) ride along as a second table, int16 when
+# they fit (`_position_dtype`). Columns are grown
 # first, within single rows, then rows, and each step keeps the earlier
 # window on ties: it lies left of the later one in the same rows, or above
 # it, so all its elements come first in row-major order and every table
 # position is the first argmax of its window. The m * m windows of a bin
-# overlap arbitrarily, so they are combined with the full tie rule. The
-# value tables never read the positions: when no gradient is taken, the
-# position tables are dead code and graph pruning / XLA drop them.
+# overlap arbitrarily: the bin's first argmax is the lowest position among
+# the windows that reach its max. The value tables never read the
+# positions: when no gradient is taken, the position tables are dead code
+# and graph pruning / XLA drop them, so inference builds values only.
 
 
 def _window_sizes(size: int, base: int) -> list[int]:
@@ -165,16 +151,25 @@ def _grow(values, positions, axis: int, window: int, base: int):
     return best, best_position
 
 
+def _position_dtype(batch, height, width) -> str:
+    """int16 positions when every one (and the empty bin's B * H * W) fits
+    for a static batch: half the bytes of the position tables; else int32."""
+    if isinstance(batch, int) and batch * height * width < 2**15:
+        return "int16"
+    return "int32"
+
+
 def _window_tables(features, base: int):
     """Flat value and position tables [sum_ij B * H_i * W_j + 1, C], row
     level major (the order of `_table_lookups`). Positions are image-absolute
     (b * H * W + h * W + w); the last row is the empty bin: value 0 and
     position B * H * W, one past the map."""
     batch, height, width, channels = shape_list(features)
+    dtype = _position_dtype(batch, height, width)
     # [B, H, W, 1]: the first `_grow` broadcasts it over the channels (a
     # full-size iota would be constant-folded into a map-sized constant).
     grid = ops.reshape(
-        ops.arange(batch * height * width, dtype="int32"),
+        ops.cast(ops.arange(batch * height * width, dtype="int32"), dtype),
         (batch, height, width, 1),
     )
     columns = [(features, grid)]
@@ -191,7 +186,7 @@ def _window_tables(features, base: int):
     order = [tables[i, j] for i in range(num_h) for j in range(len(columns))]
     empty = (
         ops.zeros((1, channels), features.dtype),
-        ops.full((1, channels), batch * height * width, dtype="int32"),
+        ops.full((1, channels), batch * height * width, dtype=dtype),
     )
     return tuple(
         ops.concatenate(
@@ -264,10 +259,19 @@ def _pool_table(features, rois: _RoIs, bins: _Bins, base: int):
     pooled = found[0][0]
     for value, _ in found[1:]:
         pooled = ops.maximum(pooled, value)
-    best = found[0]
-    for pair in found[1:]:
-        best = _combine(best, pair)
-    return pooled, best[1]
+    # The first argmax of the bin is the lowest of its windows' first
+    # argmaxes among the windows that reach the bin's max (none for a NaN
+    # max: then the bin points past the map and sends no gradient).
+    past_the_map = ops.cast(batch * height * width, positions.dtype)
+    position = None
+    for value, window_position in found:
+        candidate = ops.where(
+            ops.equal(value, pooled), window_position, past_the_map
+        )
+        position = (
+            candidate if position is None else ops.minimum(position, candidate)
+        )
+    return pooled, position
 
 
 # --- Method 2: scan over rows then columns (any H and W) --------------------
@@ -277,6 +281,20 @@ def _pool_table(features, rois: _RoIs, bins: _Bins, base: int):
 # loops are `fori_loop`s over the map (never over boxes or bins), and H and
 # W may be unknown. Work is K * ph * H * W * C, so it is used when H or W
 # is unknown, or when the tables would cost more (few boxes, large map).
+
+
+_MAX_POSITION = 2**31 - 1
+
+
+def _combine(a: tuple, b: tuple) -> tuple:
+    """The max of two (value, position) pairs, ties to the lower position."""
+    value_a, pos_a = a
+    value_b, pos_b = b
+    take_b = ops.logical_or(
+        ops.greater(value_b, value_a),
+        ops.logical_and(ops.equal(value_b, value_a), ops.less(pos_b, pos_a)),
+    )
+    return ops.where(take_b, value_b, value_a), ops.where(take_b, pos_b, pos_a)
 
 
 def _pool_scan(features, rois: _RoIs, bins: _Bins, with_positions):
@@ -428,6 +446,7 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
             # the map, which is dropped: no mask over the channels, which
             # XLA would fuse into the scatter and recompute per element.
             pixel = ops.reshape(argmax_positions(), (-1, channels))
+            pixel = ops.cast(pixel, "int32")
             channel = ops.broadcast_to(
                 ops.arange(channels, dtype="int32"), ops.shape(pixel)
             )
@@ -478,16 +497,18 @@ def roi_pool(
 
     The op is vectorised and compiles under XLA with no Python loop over
     images, boxes or bins. With a static feature size it reads each bin's
-    max from a 2D sparse table of window maxima (four gathers per bin,
-    whatever its size; the tables take about (log2 H + 1)(log2 W + 1)
-    times the feature map); with an unknown H or W, or when that would cost
-    more than scanning (few boxes on a large map), it runs a masked running
-    max over the rows then the columns of the map (`fori_loop`s over H and
-    W, intermediates [K, ph, W, C]). Both are exact. The forward pass
-    computes values only; the backward pass (a custom gradient) recomputes
-    the maxima with their positions, packed with the value into int64 keys
-    for 16- and 32-bit floats, and scatter-adds each bin's gradient to its
-    argmax. Float16 features stay float16; coordinates are float32.
+    max from tables of window maxima: windows of 1, m, m**2, ... pixels
+    along each axis, m * m gathers per bin whatever its size, the base m
+    chosen from the shapes (4 for 64 boxes of 7 x 7 bins on a 50 x 50 map,
+    whose tables are about 7 times the map). With an unknown H or W, or
+    when the tables would cost more than scanning (few boxes on a large
+    map), it runs a masked running max over the rows then the columns of
+    the map (`fori_loop`s over H and W, intermediates [K, ph, W, C]). Both
+    are exact. The tables carry the argmax positions beside the values,
+    pruned from the graph unless a gradient is taken; the scan recomputes
+    them in the backward pass. The gradient (a custom gradient)
+    scatter-adds each bin's upstream value to its argmax. Float16 features stay float16;
+    coordinates are float32.
 
     Args:
         features: float tensor [B, H, W, C].

@@ -1,5 +1,6 @@
 """Tests for `keras_segattn.ops.roi_pool`."""
 
+import importlib
 import math
 import re
 
@@ -17,6 +18,8 @@ from tests.ops.helpers import check_static_output_shape_with_unknown_batch
 from tests.references import np_roi_rows
 from tests.testing import check_numeric_gradients
 
+# The module (the package exports the function under the same name).
+roi_pool_module = importlib.import_module("keras_segattn.ops.roi_pool")
 F32 = np.float32
 # Every exact method: the scan, and window tables of several bases (base 2
 # is the classic sparse table; base 8 on a 6-row map has one level and
@@ -346,8 +349,13 @@ def test_method_choice():
         )
 
 
+@pytest.mark.parametrize("positions", ["int16", "int32"])
 @pytest.mark.parametrize("base", [2, 3, 4, 5, 6, 7, 8])
-def test_every_table_base_on_a_larger_map(base):
+def test_every_table_base_on_a_larger_map(base, positions, monkeypatch):
+    # int16 positions are chosen for maps this small; force int32 too.
+    monkeypatch.setattr(
+        roi_pool_module, "_position_dtype", lambda *_: positions
+    )
     # Bins from 1 pixel to the whole map (every table level), boxes far
     # outside it, and integer features for ties: values and gradients.
     rng = np.random.default_rng(6)
@@ -372,6 +380,30 @@ def test_every_table_base_on_a_larger_map(base):
         np_roi_pool_grad(features, boxes, (3, 4), 1 / 8, upstream),
         atol=1e-5,
     )
+
+
+def test_inference_builds_no_position_tables():
+    # Positions are only needed by the gradient: the compiled forward must
+    # not build them (5 channels so that [rows, 5] integers are tables).
+    features = np.random.default_rng(7).normal(size=(2, 12, 12, 5))
+    features = tf.constant(features.astype(F32))
+    boxes = tf.constant(tricky_boxes())
+
+    def forward(f, b):
+        return roi_pool(f, b, 3, 1 / 8)
+
+    def forward_backward(f, b):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            loss = tf.reduce_sum(forward(f, b))
+        return tape.gradient(loss, f)
+
+    integer_table = re.compile(r"s(16|32)\[\d+,5\]")
+    for fn, has_positions in ((forward, False), (forward_backward, True)):
+        hlo = tf.function(fn, jit_compile=True).experimental_get_compiler_ir(
+            features, boxes
+        )(stage="optimized_hlo")
+        assert bool(integer_table.search(hlo)) == has_positions
 
 
 def test_static_output_shape_with_unknown_batch():
