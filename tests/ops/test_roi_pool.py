@@ -323,17 +323,18 @@ def test_method_choice():
     boxes = tf.TensorSpec([None, 64, 4])
     unknown_size = tf.TensorSpec([None, None, 50, 8])
     assert _choose_method(unknown_size, boxes, (7, 7)) == ("scan", None)
-    # The benchmark's shapes: base 4 for 64 boxes, base 3 for 256 (fewer
-    # gathers per bin once there are more bins).
+    # The benchmark's shapes: base 4 for 64 and 256 boxes, base 3 (fewer
+    # gathers per bin) from about 280 boxes.
     assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), boxes, (7, 7)) == (
         "table",
         4,
     )
-    many = tf.TensorSpec([2, 256, 4])
-    assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), many, (7, 7)) == (
-        "table",
-        3,
-    )
+    for count, base in ((256, 4), (1024, 3)):
+        many = tf.TensorSpec([2, count, 4])
+        assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), many, (7, 7)) == (
+            "table",
+            base,
+        )
     one_box = tf.TensorSpec([2, 1, 4])
     assert _choose_method(tf.TensorSpec([2, 200, 200, 8]), one_box, (7, 7)) == (
         "scan",
