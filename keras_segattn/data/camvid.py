@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
-from keras_segattn.data.segmentation import _check_split
+from keras_segattn.data._checks import check_split
 from keras_segattn.data.segmentation import load_segmentation_directory
 
 PathLike = str | os.PathLike
@@ -116,7 +116,7 @@ def load_camvid(
         ValueError: for an unknown `split`, a missing split folder (named)
             and as `load_segmentation_directory`.
     """
-    _check_split(split, _SPLITS)
+    check_split(split, _SPLITS)
     split_dir = Path(data_dir) / split
     if not split_dir.is_dir():
         raise ValueError(

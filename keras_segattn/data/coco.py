@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_segattn.data.mnist import _check_positive_int
+from keras_segattn.data._checks import check_positive_int
 
 PathLike = str | os.PathLike
 
@@ -226,8 +226,8 @@ def load_coco_instance_arrays(
         ValueError: for a bad size or count, and (naming the file) for an
             unreadable annotation file, image or mask.
     """
-    image_size = _check_positive_int(image_size, "image_size")
-    max_instances = _check_positive_int(max_instances, "max_instances")
+    image_size = check_positive_int(image_size, "image_size")
+    max_instances = check_positive_int(max_instances, "max_instances")
     records, categories = load_coco_instances(data_dir, **kwargs)
     count = len(records)
     arrays = {

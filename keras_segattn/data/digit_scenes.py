@@ -25,26 +25,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from keras_segattn.data._checks import check_int
+
 SCENE_KEYS = ("images", "boxes", "classes", "masks")
 DIGIT_SIZE = 28
 _MAX_PLACEMENT_TRIES = 50
-
-
-def _check_int_range(value, name: str, low: int, high: int | None = None):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = (
-            f"an int >= {low}" if high is None else f"an int in {low}..{high}"
-        )
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {bound}. "
-            f"Received: {name}={value!r}."
-        )
-    return int(value)
 
 
 def _box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -128,11 +113,13 @@ def make_digit_scene_arrays(
             "per digit image, and at least one digit. Received: "
             f"{len(digit_labels)} labels for {len(digit_images)} images."
         )
-    num_examples = _check_int_range(num_examples, "num_examples", 1)
-    image_size = _check_int_range(image_size, "image_size", 32)
-    min_digits = _check_int_range(min_digits, "min_digits", 1)
-    max_digits = _check_int_range(max_digits, "max_digits", min_digits)
-    ink_threshold = _check_int_range(ink_threshold, "ink_threshold", 1, 254)
+    num_examples = check_int(num_examples, "num_examples", minimum=1)
+    image_size = check_int(image_size, "image_size", minimum=32)
+    min_digits = check_int(min_digits, "min_digits", minimum=1)
+    max_digits = check_int(max_digits, "max_digits", minimum=min_digits)
+    ink_threshold = check_int(
+        ink_threshold, "ink_threshold", minimum=1, maximum=254
+    )
     if channels not in (1, 3):
         raise ValueError(
             "Invalid value for argument `channels`. Expected 1 or 3. "
@@ -270,7 +257,7 @@ def make_digit_scene_dataset(
             "Invalid value for argument `scenes`. Expected the keys "
             f"{SCENE_KEYS} (see make_digit_scene_arrays). Missing: {missing}."
         )
-    batch_size = _check_int_range(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     dataset = tf.data.Dataset.from_tensor_slices(
         {key: scenes[key] for key in SCENE_KEYS}
     )

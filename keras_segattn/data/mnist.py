@@ -31,6 +31,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_segattn.data._checks import check_non_negative_int
+from keras_segattn.data._checks import check_positive_int
+from keras_segattn.data._checks import check_split
+
 PathLike = str | os.PathLike
 
 CLUTTERED_MNIST_FILE = "cluttered_mnist_40x40_trainval.npz"
@@ -52,44 +56,6 @@ _SHUFFLE_BUFFER = 10_000
 
 
 # --------------------------------------------------------------------------
-# Argument checks (data/ imports nothing from the package, so they live here)
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        ok = False
-    else:
-        ok = value > 0
-    if not ok:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a strictly "
-            f"positive integer. Received: {name}={value!r}."
-        )
-    return int(value)
-
-
-def _check_non_negative_int(value, name: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < 0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a non-negative "
-            f"integer. Received: {name}={value!r}."
-        )
-    return int(value)
-
-
-def _check_split(split, allowed: Sequence[str]) -> str:
-    if split not in allowed:
-        raise ValueError(
-            f"Invalid value for argument `split`. Expected one of "
-            f"{list(allowed)}. Received: split={split!r}."
-        )
-    return split
-
-
 def _resolve_file(data_dir: PathLike, names: Sequence[str]) -> Path:
     """`data_dir` itself if it is a file, else the first of `names` in it."""
     path = Path(data_dir)
@@ -163,7 +129,7 @@ def _to_dataset(
     Images may be uint8 (converted to float32 inside the pipeline, so a big
     array is held once, in its small dtype).
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if drop_remainder and batch_size > len(images):
         raise ValueError(
             f"Invalid value for argument `batch_size`: {batch_size} is more "
@@ -252,10 +218,8 @@ def load_cluttered_mnist_arrays(
             the file), arrays of unexpected shapes, an unknown split or a
             bad `validation_size`.
     """
-    split = _check_split(split, CLUTTERED_MNIST_SPLITS)
-    validation_size = _check_non_negative_int(
-        validation_size, "validation_size"
-    )
+    split = check_split(split, CLUTTERED_MNIST_SPLITS)
+    validation_size = check_non_negative_int(validation_size, "validation_size")
     path = _resolve_file(
         data_dir, (CLUTTERED_MNIST_FILE, CLUTTERED_MNIST_SAMPLE_FILE)
     )
@@ -315,7 +279,7 @@ def load_cluttered_mnist(
         ValueError: see `load_cluttered_mnist_arrays`; also for a
             `batch_size` that leaves no batch.
     """
-    max_shift = _check_non_negative_int(max_shift, "max_shift")
+    max_shift = check_non_negative_int(max_shift, "max_shift")
     images, labels = load_cluttered_mnist_arrays(
         data_dir, split, validation_size=validation_size
     )
@@ -393,8 +357,8 @@ def make_synthetic_digits(
         `(digits, labels)`: float32 [N, size, size] in 0..255 and int32 [N]
         (balanced classes, shuffled).
     """
-    num_examples = _check_positive_int(num_examples, "num_examples")
-    size = _check_positive_int(size, "size")
+    num_examples = check_positive_int(num_examples, "num_examples")
+    size = check_positive_int(size, "size")
     if size < 8:
         raise ValueError(
             "Invalid value for argument `size`. Expected at least 8 pixels. "
@@ -435,15 +399,15 @@ def make_synthetic_cluttered_mnist_arrays(
         ValueError: for a non-positive `num_examples`, an `image_size`
             below 12 or bad clutter arguments.
     """
-    num_examples = _check_positive_int(num_examples, "num_examples")
-    image_size = _check_positive_int(image_size, "image_size")
+    num_examples = check_positive_int(num_examples, "num_examples")
+    image_size = check_positive_int(image_size, "image_size")
     if image_size < 12:
         raise ValueError(
             "Invalid value for argument `image_size`. Expected at least 12 "
             f"pixels. Received: image_size={image_size}."
         )
-    num_clutter = _check_non_negative_int(num_clutter, "num_clutter")
-    clutter_size = _check_positive_int(clutter_size, "clutter_size")
+    num_clutter = check_non_negative_int(num_clutter, "num_clutter")
+    clutter_size = check_positive_int(clutter_size, "clutter_size")
     digit_size = min(28, image_size)
     clutter_size = min(clutter_size, digit_size)
     digits, labels = make_synthetic_digits(2 * num_examples, digit_size, seed)
@@ -533,10 +497,8 @@ def load_mnist_arrays(
             the file), unexpected arrays, an unknown split or a bad
             `validation_size`.
     """
-    split = _check_split(split, MNIST_SPLITS)
-    validation_size = _check_non_negative_int(
-        validation_size, "validation_size"
-    )
+    split = check_split(split, MNIST_SPLITS)
+    validation_size = check_non_negative_int(validation_size, "validation_size")
     if validation_size >= MNIST_TEST_POOL_START:
         raise ValueError(
             "Invalid value for argument `validation_size`. Expected fewer "
@@ -694,8 +656,8 @@ def make_mnist_addition_arrays(
             "with one label each. Received: digits.shape="
             f"{digits.shape} and labels.shape={labels.shape}."
         )
-    num_examples = _check_positive_int(num_examples, "num_examples")
-    canvas_size = _check_positive_int(canvas_size, "canvas_size")
+    num_examples = check_positive_int(num_examples, "num_examples")
+    canvas_size = check_positive_int(canvas_size, "canvas_size")
     if canvas_size < 1.5 * max(digits.shape[1:]):
         raise ValueError(
             "Invalid value for argument `canvas_size`. Expected at least 1.5 "

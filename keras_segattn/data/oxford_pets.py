@@ -24,8 +24,8 @@ from typing import Literal
 
 import tensorflow as tf
 
+from keras_segattn.data._checks import check_split
 from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
-from keras_segattn.data.segmentation import _check_split
 from keras_segattn.data.segmentation import load_segmentation_directory
 from keras_segattn.data.segmentation import prepare_segmentation_dataset
 
@@ -82,7 +82,7 @@ def list_oxford_pets(
             [0, 1), a missing `data_dir`, `images/` or `index.csv` rows, or
             an empty split.
     """
-    _check_split(split, _SPLITS)
+    check_split(split, _SPLITS)
     if isinstance(validation_fraction, bool) or not (
         isinstance(validation_fraction, (int, float))
         and 0.0 <= validation_fraction < 1.0

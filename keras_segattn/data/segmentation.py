@@ -30,6 +30,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from keras_segattn.data._checks import check_optional_int
+from keras_segattn.data._checks import check_positive_int
+
 Tensor = tf.Tensor
 PathLike = str | os.PathLike
 LabelMap = Mapping[int, int] | Callable[[Tensor], Tensor]
@@ -88,40 +91,6 @@ def _standardize_image_size(
             f"Received: {name}={received!r}"
         )
     return int(image_size[0]), int(image_size[1])
-
-
-def _check_positive_int(value, name: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value <= 0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a strictly "
-            f"positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_split(split, splits: Sequence[str]) -> str:
-    """Returns `split` or raises `ValueError` unless it is one of `splits`."""
-    if split not in splits:
-        raise ValueError(
-            f"Invalid value for argument `split`. Expected one of {splits}. "
-            f"Received: split={split!r}"
-        )
-    return split
-
-
-def _check_optional_int(value, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected None or an "
-            f"integer. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def _check_directory(path: PathLike, name: str) -> Path:
@@ -470,9 +439,9 @@ def _check_common(
 ) -> tuple[tuple[int, int] | None, int, int | None, int | None]:
     return (
         _standardize_image_size(image_size),
-        _check_positive_int(batch_size, "batch_size"),
-        _check_optional_int(seed, "seed"),
-        _check_optional_int(void_label, "void_label"),
+        check_positive_int(batch_size, "batch_size"),
+        check_optional_int(seed, "seed"),
+        check_optional_int(void_label, "void_label"),
     )
 
 
@@ -779,7 +748,7 @@ def prepare_segmentation_dataset(
             if cardinality > 0
             else _DEFAULT_SHUFFLE_BUFFER
         )
-    shuffle_buffer_size = _check_positive_int(
+    shuffle_buffer_size = check_positive_int(
         shuffle_buffer_size, "shuffle_buffer_size"
     )
     standardize = _make_standardize(image_size, label_map, void_label)
@@ -847,8 +816,8 @@ def make_synthetic_segmentation_arrays(
         ValueError: for a non-positive `num_examples`, `image_size` or
             `num_classes`.
     """
-    num_examples = _check_positive_int(num_examples, "num_examples")
-    num_classes = _check_positive_int(num_classes, "num_classes")
+    num_examples = check_positive_int(num_examples, "num_examples")
+    num_classes = check_positive_int(num_classes, "num_classes")
     height, width = _standardize_image_size(image_size, allow_none=False)
     rng = np.random.default_rng(seed)
     colours = _class_colours(num_classes)
@@ -902,7 +871,7 @@ def make_synthetic_segmentation(
         ValueError: for non-positive arguments, or `batch_size` above
             `num_examples` with `drop_remainder=True` (an empty dataset).
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     images, masks = make_synthetic_segmentation_arrays(
         num_examples, image_size, num_classes, seed
     )
