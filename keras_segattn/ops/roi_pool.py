@@ -105,10 +105,9 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 # times the map for a 50 x 50 map instead of 24), and `_table_base` picks
 # the cheaper for the static shapes.
 #
-# Positions (b * H * W + h * W + w) ride along as a second table, int16 when
-# they fit (`_position_dtype`). Columns are grown
-# first, within single rows, then rows, and each step keeps the earlier
-# window on ties: it lies left of the later one in the same rows, or above
+# Positions (b * H * W + h * W + w) ride along as a second table, int16
+# when they fit (`_position_dtype`). Columns are grown first, within single
+# rows, then rows, and each step keeps the earlier window on ties: it lies left of the later one in the same rows, or above
 # it, so all its elements come first in row-major order and every table
 # position is the first argmax of its window. The m * m windows of a bin
 # overlap arbitrarily: the bin's first argmax is the lowest position among
@@ -508,8 +507,8 @@ def roi_pool(
     are exact. The tables carry the argmax positions beside the values,
     pruned from the graph unless a gradient is taken; the scan recomputes
     them in the backward pass. The gradient (a custom gradient)
-    scatter-adds each bin's upstream value to its argmax. Float16 features stay float16;
-    coordinates are float32.
+    scatter-adds each bin's upstream value to its argmax. Float16 features
+    stay float16; coordinates are float32.
 
     Args:
         features: float tensor [B, H, W, C].
