@@ -55,6 +55,9 @@ from keras_segattn.export import captioning as captioning_export  # noqa: E402
 from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
 from keras_segattn.models import greedy_decode  # noqa: E402
 
+from _common import check_compiled  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 MAX_WORDS = 11  # 4 digits, 3 relations of <= 2 words, and [END]
 DIGITS = CaptionVocabulary(digit_captions.CAPTION_VOCABULARY, MAX_WORDS)
 MODES = ("none", "soft", "hard")
@@ -283,7 +286,7 @@ def train_mode(mode, splits, codec, args, out: Path) -> tuple:
         optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
         jit_compile=True,
     )
-    assert model.jit_compile is True
+    check_compiled(model)
     batch_size = min(args.batch_size, len(splits["val"][1]))
     train = dataset(*splits["train"], codec, batch_size, True, args.seed)
     val = dataset(*splits["val"], codec, batch_size, False, args.seed)
@@ -294,8 +297,7 @@ def train_mode(mode, splits, codec, args, out: Path) -> tuple:
         epochs=args.epochs,
         verbose=2 if small else 1,
         callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs" / mode)),
-            keras.callbacks.CSVLogger(str(out / f"history_{mode}.csv")),
+            *logging_callbacks(out, mode),
             # Test with the weights of the best validation epoch.
             keras.callbacks.EarlyStopping(
                 monitor="val_nll",

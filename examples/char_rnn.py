@@ -31,6 +31,9 @@ import numpy as np  # noqa: E402
 
 from keras_segattn.data import spa_eng  # noqa: E402
 
+from _common import check_compiled  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
 
 
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
-    assert model.jit_compile is True
+    check_compiled(model)
     started = time.time()
     history = model.fit(
         x,
@@ -139,10 +142,7 @@ def main(argv=None) -> int:
         batch_size=args.batch_size,
         epochs=args.epochs,
         verbose=2 if args.smoke else 1,
-        callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            keras.callbacks.CSVLogger(str(out / "history.csv")),
-        ],
+        callbacks=logging_callbacks(out),
     )
     minutes = (time.time() - started) / 60
     bits = [loss / math.log(2) for loss in history.history["val_loss"]]

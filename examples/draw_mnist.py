@@ -39,6 +39,9 @@ import numpy as np  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
 from keras_segattn.models.draw import DRAW  # noqa: E402
 
+from _common import check_compiled  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
         optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=10.0),
         jit_compile=True,
     )
-    assert model.jit_compile is True
+    check_compiled(model)
     started = time.time()
     model.fit(
         train,
@@ -161,10 +164,7 @@ def main(argv=None) -> int:
         epochs=args.epochs,
         shuffle=True,
         verbose=2 if args.smoke else 1,
-        callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            keras.callbacks.CSVLogger(str(out / "history.csv")),
-        ],
+        callbacks=logging_callbacks(out),
     )
     minutes = (time.time() - started) / 60
     result = mean_bound(model, test)

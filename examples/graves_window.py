@@ -35,6 +35,9 @@ from keras import ops  # noqa: E402
 from keras_segattn.layers import GravesWindowAttention  # noqa: E402
 from keras_segattn.layers._recurrent import scan as _scan  # noqa: E402
 
+from _common import check_compiled  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 ALPHABET = 10  # symbols 1..10; 0 is padding / the start symbol
 
 
@@ -155,13 +158,14 @@ def main(argv=None) -> int:
         loss=LogitsLoss(),
         jit_compile=True,
     )
-    assert model.jit_compile is True
+    check_compiled(model)
     history = model.fit(
         x,
         strings,
         batch_size=64,
         epochs=args.epochs,
         verbose=2 if args.smoke else 1,
+        callbacks=logging_callbacks(out),
     )
     test_x, test_strings = make_strings(500, args.length, args.seed + 1)
     predicted, phi = spell(model, test_x["string"])

@@ -45,6 +45,11 @@ from keras_segattn import losses  # noqa: E402
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import models  # noqa: E402
 
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "deconvnet")
 DATASETS = {
     # name: loader, class count, void label, offset back to the dataset's
@@ -267,12 +272,7 @@ def train(args) -> int:
     model = _model(args, spec)
     steps = int(train_ds.cardinality())
     epochs = 1 if args.smoke else args.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.learning_rate,
-        decay_steps=max(1, steps * epochs),
-        warmup_target=None,
-        alpha=0.02,
-    )
+    schedule = cosine_decay(args.learning_rate, steps, epochs, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.AdamW(
             schedule, weight_decay=args.weight_decay
@@ -283,21 +283,10 @@ def train(args) -> int:
         ),
         jit_compile=args.jit_compile,
     )
-    if args.jit_compile and model.jit_compile is not True:
-        raise RuntimeError("XLA was requested but Keras disabled it.")
-    print(
-        f"{model.name}: {model.count_params():,} parameters, "
-        f"{steps} steps/epoch, jit_compile={model.jit_compile}"
-    )
+    check_compiled(model, args.jit_compile, steps)
     callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / "model.keras"),
-            monitor="val_mean_iou",
-            mode="max",
-            save_best_only=True,
-        ),
+        *logging_callbacks(out),
+        best_checkpoint(out / "model.keras", "val_mean_iou", "max"),
     ]
     start = time.time()
     model.fit(

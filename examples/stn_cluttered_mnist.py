@@ -44,6 +44,11 @@ from keras_segattn import export  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
 
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "sample_data" / "cluttered_mnist"
 IMAGE_SHAPE = (40, 40, 1)
@@ -232,33 +237,19 @@ def train_model(model, name, train, validation, args, out: Path) -> dict:
     """Fits `model`, keeps the weights of the best validation epoch."""
     epochs = 1 if args.smoke else args.epochs
     steps = int(train.cardinality())
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.learning_rate, decay_steps=max(1, steps * epochs), alpha=0.01
-    )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(
+            cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=args.jit_compile,
     )
-    if args.jit_compile and model.jit_compile is not True:
-        raise RuntimeError("XLA was requested but Keras disabled it.")
-    print(
-        f"{name}: {model.count_params():,} parameters, {steps} steps/epoch, "
-        f"jit_compile={model.jit_compile}",
-        flush=True,
-    )
+    check_compiled(model, args.jit_compile, steps)
     best = out / f"{name}.weights.h5"
     callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)),
-        keras.callbacks.CSVLogger(str(out / f"history_{name}.csv")),
-        keras.callbacks.ModelCheckpoint(
-            str(best),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
+        *logging_callbacks(out, name),
+        best_checkpoint(best, "val_accuracy", "max", weights_only=True),
     ]
     start = time.time()
     history = model.fit(

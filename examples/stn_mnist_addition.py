@@ -43,6 +43,11 @@ import numpy as np  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
 
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 NUM_CLASSES = mnist.MNIST_ADDITION_NUM_CLASSES
 # Initial crops (flat affine theta): a 0.6-wide square on each half.
 INITIAL_THETAS = (
@@ -268,22 +273,15 @@ def main(argv=None) -> int:
     epochs = 1 if args.smoke else args.epochs
     model, inspection = build_addition_model(args.canvas_size, width=width)
     steps = int(train.cardinality())
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.learning_rate, decay_steps=max(1, steps * epochs), alpha=0.01
-    )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(
+            cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=args.jit_compile,
     )
-    if args.jit_compile and model.jit_compile is not True:
-        raise RuntimeError("XLA was requested but Keras disabled it.")
-    print(
-        f"{model.name}: {model.count_params():,} parameters, {steps} "
-        f"steps/epoch, jit_compile={model.jit_compile}",
-        flush=True,
-    )
+    check_compiled(model, args.jit_compile, steps)
     best = out / "st_addition.weights.h5"
     start = time.time()
     history = model.fit(
@@ -292,15 +290,8 @@ def main(argv=None) -> int:
         epochs=epochs,
         shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            keras.callbacks.CSVLogger(str(out / "history.csv")),
-            keras.callbacks.ModelCheckpoint(
-                str(best),
-                monitor="val_accuracy",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-            ),
+            *logging_callbacks(out),
+            best_checkpoint(best, "val_accuracy", "max", weights_only=True),
         ],
         verbose=2 if args.smoke else 1,
     )

@@ -59,6 +59,10 @@ from keras_segattn.data import text as text_lib  # noqa: E402
 from keras_segattn.export import translation as translation_export  # noqa: E402,E501
 from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
 
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 VOCABULARY_FILE = "vocabularies.json"
 TRAINING_FILE = "training.json"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
@@ -309,6 +313,7 @@ def train(args) -> int:
         jit_compile=not args.no_jit,
     )
     model.summary(print_fn=lambda line, **_: print(line))
+    check_compiled(model, not args.no_jit)
     started = time.time()
     history = model.fit(
         datasets["train"],
@@ -316,13 +321,8 @@ def train(args) -> int:
         epochs=args.epochs,
         verbose=2 if args.smoke else 1,
         callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            keras.callbacks.CSVLogger(str(out / "history.csv")),
-            keras.callbacks.ModelCheckpoint(
-                str(out / "model.keras"),
-                monitor="val_loss",
-                save_best_only=True,
-            ),
+            *logging_callbacks(out),
+            best_checkpoint(out / "model.keras", "val_loss"),
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.5, patience=1, verbose=1
             ),

@@ -107,13 +107,14 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 #
 # Positions (b * H * W + h * W + w) ride along as a second table, int16
 # when they fit (`_position_dtype`). Columns are grown first, within single
-# rows, then rows, and each step keeps the earlier window on ties: it lies left of the later one in the same rows, or above
-# it, so all its elements come first in row-major order and every table
-# position is the first argmax of its window. The m * m windows of a bin
-# overlap arbitrarily: the bin's first argmax is the lowest position among
-# the windows that reach its max. The value tables never read the
-# positions: when no gradient is taken, the position tables are dead code
-# and graph pruning / XLA drop them, so inference builds values only.
+# rows, then rows, and each step keeps the earlier window on ties: it lies
+# left of the later one in the same rows, or above it, so all its elements
+# come first in row-major order and every table position is the first
+# argmax of its window. The m * m windows of a bin overlap arbitrarily: the
+# bin's first argmax is the lowest position among the windows that reach
+# its max. The value tables never read the positions: when no gradient is
+# taken, the position tables are dead code and graph pruning / XLA drop
+# them, so inference builds values only.
 
 
 def _window_sizes(size: int, base: int) -> list[int]:

@@ -1,9 +1,14 @@
 """Loading an example script as a module (examples/ is not a package)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The scripts import their sibling `_common.py`, as `python examples/x.py`
+# allows by putting examples/ first on sys.path.
+if str(ROOT / "examples") not in sys.path:
+    sys.path.insert(0, str(ROOT / "examples"))
 
 
 def load_example(name: str):
