@@ -29,6 +29,9 @@ Examples:
     python examples/instance_segmentation.py evaluate --dataset coco \\
         --data-dir ../shared/data/coco_mini --output-dir runs/coco_mini
 
+    # With a Feature Pyramid Network (FasterRCNN(fpn=True))
+    python examples/instance_segmentation.py train --fpn
+
     # Seconds-long check on seven-segment digits (no data files)
     python examples/instance_segmentation.py train --smoke --output-dir /tmp/i
     python examples/instance_segmentation.py evaluate --smoke \\
@@ -104,14 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--num-train", type=int, default=6000)
     train.add_argument("--num-val", type=int, default=320)
+    train.add_argument(
+        "--fpn",
+        action="store_true",
+        help="add a Feature Pyramid Network (FasterRCNN(fpn=True): P2-P6, "
+        "one anchor size per level, MultiScaleRoIAlign)",
+    )
     evaluate = commands.choices["evaluate"]
     evaluate.add_argument("--num-test", type=int, default=1000)
     evaluate.add_argument("--version", type=int, default=1)
     return parser
 
 
-def model_kwargs(image_size: int, smoke: bool) -> dict:
-    """The CPU-sized Mask R-CNN of this example (`smoke`: a tiny one)."""
+def model_kwargs(image_size: int, smoke: bool, fpn: bool = False) -> dict:
+    """The CPU-sized Mask R-CNN of this example (`smoke`: a tiny one);
+    `fpn`: with a Feature Pyramid Network, whose anchors are one size per
+    level (4 x the stride, 16 px on P2)."""
+    kwargs = _base_model_kwargs(image_size, smoke)
+    if fpn:
+        kwargs.pop("anchor_sizes")
+        kwargs.update(fpn=True, fpn_filters=8 if smoke else 64)
+    return kwargs
+
+
+def _base_model_kwargs(image_size: int, smoke: bool) -> dict:
     if smoke:
         return {
             "image_shape": (image_size, image_size, 3),
@@ -214,7 +233,7 @@ def train(args) -> int:
     model = FasterRCNN(
         len(class_names),
         seed=args.seed,
-        **model_kwargs(args.image_size, args.smoke),
+        **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
     )
     steps = args.epochs * (len(train_scenes["images"]) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -245,6 +264,7 @@ def train(args) -> int:
         "command": "python examples/instance_segmentation.py train "
         + " ".join(sys.argv[2:] if args.argv is None else args.argv[1:]),
         "dataset": args.dataset,
+        "fpn": args.fpn,
         "train_scenes": len(train_scenes["images"]),
         "val_scenes": len(val_scenes["images"]),
         "epochs": args.epochs,

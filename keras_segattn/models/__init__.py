@@ -15,6 +15,7 @@ from keras_segattn.models.draw import DRAW
 from keras_segattn.models.draw import DrawCore
 from keras_segattn.models.faster_rcnn import FasterRCNN
 from keras_segattn.models.faster_rcnn import build_feature_backbone
+from keras_segattn.models.faster_rcnn import build_pyramid_backbone
 from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.presets import SEGMENTATION_PRESETS

@@ -24,7 +24,9 @@ from keras import ops
 
 from keras_segattn.layers import _roi_common
 from keras_segattn.layers.detection_postprocessor import DetectionPostprocessor
+from keras_segattn.layers.feature_pyramid import FeaturePyramid
 from keras_segattn.layers.mask_postprocessor import MaskPostprocessor
+from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
 from keras_segattn.layers.proposal_generator import ProposalGenerator
 from keras_segattn.layers.roi_align import RoIAlign
 from keras_segattn.layers.roi_pool import RoIPool
@@ -49,6 +51,18 @@ DEFAULT_FEATURE_LAYER_NAMES = {
     **{name: skips[-1] for name, skips in DEFAULT_SKIP_LAYER_NAMES.items()},
     VGG_SMALL: "block3_pool",
 }
+# FPN inputs C2-C5 of "vgg_small" (strides 4, 8, 16, 32); a known
+# application gives C3-C5: its stride-8 and stride-16 skip layers of
+# `DEFAULT_SKIP_LAYER_NAMES` and its stride-32 output.
+VGG_SMALL_FPN_LAYER_NAMES = (
+    "block2_pool",
+    "block3_pool",
+    "block4_pool",
+    "block5_pool",
+)
+# Anchor size of FPN level k (stride 2**k): 4 x stride, 16 px at P2 (the
+# CPU-sized images here; torchvision uses 8 x stride, 32 px at P2).
+_FPN_ANCHOR_SIZE_PER_STRIDE = 4.0
 LOSS_NAMES = (
     "loss_objectness",
     "loss_rpn_box_reg",
@@ -120,6 +134,129 @@ def build_feature_backbone(
     return model
 
 
+def build_pyramid_backbone(
+    backbone: str | keras.Model = VGG_SMALL,
+    image_shape: Sequence[int] = (128, 128, 3),
+    feature_layer_names: Sequence[str] | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    dtype=None,
+) -> tuple[keras.Model, list[int]]:
+    """The backbone of an FPN detector: images [B, H, W, 3] in 0..255 to
+    the maps C_k, finest first, with static sizes at consecutive strides.
+
+    `backbone` is resolved by `get_backbone` and cut at
+    `feature_layer_names`: by default `VGG_SMALL_FPN_LAYER_NAMES` (C2-C5,
+    strides 4 to 32) for `"vgg_small"`, and for a known application its
+    stride-8 and stride-16 layers of `DEFAULT_SKIP_LAYER_NAMES` plus its
+    stride-32 output (C3-C5). A `keras.Model` with several outputs and no
+    `feature_layer_names` is used as it is.
+
+    Returns:
+        Tuple `(model, levels)`: the multi-output model and the FPN level
+        k = log2(stride) of each output (e.g. [2, 3, 4, 5]).
+
+    Raises:
+        ValueError: if a layer does not exist, no default applies, or the
+            maps are not static [B, h, w, C] at consecutive powers of two.
+    """
+    model, skips = get_backbone(
+        backbone, image_shape, backbone_kwargs=backbone_kwargs, dtype=dtype
+    )
+    if feature_layer_names is None and isinstance(backbone, str):
+        if backbone == VGG_SMALL:
+            feature_layer_names = VGG_SMALL_FPN_LAYER_NAMES
+        elif skips:
+            feature_layer_names = (*skips, None)  # None: the output
+    if feature_layer_names is None:
+        if len(model.outputs) < 2:
+            raise ValueError(
+                "Invalid value for argument `feature_layer_names`. Expected "
+                "the names of the backbone layers giving the FPN inputs "
+                "(finest first) for a backbone with one output and no "
+                f"default ({model.name!r}). Received: "
+                "feature_layer_names=None."
+            )
+    else:
+        names = [layer.name for layer in model.layers]
+        if isinstance(feature_layer_names, str) or any(
+            n is not None and n not in names for n in feature_layer_names
+        ):
+            raise ValueError(
+                "Invalid value for argument `feature_layer_names`. Expected "
+                "names of layers of the backbone "
+                f"{model.name!r}, finest first, e.g. {names[-4:]}. "
+                f"Received: feature_layer_names={feature_layer_names!r}."
+            )
+        inputs = model.inputs
+        model = keras.Model(
+            inputs[0] if len(inputs) == 1 else inputs,
+            [
+                model.outputs[0] if n is None else model.get_layer(n).output
+                for n in feature_layer_names
+            ],
+            name="backbone",
+        )
+    shapes = [tuple(o.shape) for o in model.outputs]
+    levels = []
+    for shape in shapes:
+        if len(shape) != 4 or None in shape[1:]:
+            levels = None
+            break
+        levels.append(round(math.log2(image_shape[0] / shape[1])))
+    if levels is None or any(
+        b != a + 1 for a, b in zip(levels, levels[1:], strict=False)
+    ):
+        raise ValueError(
+            "Invalid value for argument `feature_layer_names`. Expected "
+            "feature maps [B, h, w, C] of static size at consecutive "
+            "strides 2**k, finest first (C2, C3, ...). Received: outputs "
+            f"of shapes {shapes} for image_shape={tuple(image_shape)}."
+        )
+    return model, levels
+
+
+def _fpn_anchor_sizes(anchor_sizes, rpn_levels: Sequence[int]) -> tuple:
+    """One tuple of anchor sizes per RPN level: None gives
+    `_FPN_ANCHOR_SIZE_PER_STRIDE * 2**k`, flat numbers one per level."""
+    if anchor_sizes is None:
+        return tuple(
+            (_FPN_ANCHOR_SIZE_PER_STRIDE * 2.0**k,) for k in rpn_levels
+        )
+    if not isinstance(anchor_sizes, (list, tuple)) or len(anchor_sizes) != len(
+        rpn_levels
+    ):
+        raise ValueError(
+            "Invalid value for argument `anchor_sizes`. Expected with "
+            f"fpn=True one size (or sequence of sizes) per RPN level "
+            f"({len(rpn_levels)}: P{rpn_levels[0]}-P{rpn_levels[-1]}). "
+            f"Received: anchor_sizes={anchor_sizes!r}."
+        )
+    return tuple(
+        tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes
+    )
+
+
+def _apply_backbone_and_rpn(
+    images, backbone, feature_pyramid, rpn_layers, training=None
+):
+    """images -> (RoI features: a map or the list P2.., objectness maps,
+    delta maps), one per RPN level; the RPN head's layers are shared by
+    the levels (torchvision's `RPNHead`)."""
+    features = backbone(images, training=training)
+    if feature_pyramid is None:
+        roi_features, rpn_levels = features, [features]
+    else:
+        rpn_levels = feature_pyramid(features)
+        roi_features = rpn_levels[:-1]  # P6 serves the RPN only
+    rpn_conv, rpn_objectness, rpn_box_deltas = rpn_layers
+    objectness, deltas = [], []
+    for level in rpn_levels:
+        x = rpn_conv(level)
+        objectness.append(rpn_objectness(x))
+        deltas.append(rpn_box_deltas(x))
+    return roi_features, objectness, deltas
+
+
 def _apply_box_head(
     features, rois, roi_pooler, fc_layers, classifier, regressor
 ):
@@ -143,7 +280,8 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
     """Faster R-CNN: backbone, RPN, RoI pooling and a two-layer box head.
 
     The detector of Ren et al. (2015) in the layout of torchvision's
-    `FasterRCNN` with a single feature map (its C4 variant, no FPN):
+    `FasterRCNN`, by default with a single feature map (its C4 variant;
+    `fpn=True` adds a Feature Pyramid Network, see below):
 
     - a backbone (see `build_feature_backbone`; by default the small VGG of
       this package cut at stride 8, CPU-friendly);
@@ -192,6 +330,22 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
     Inference adds `detection_masks`, the detected class's mask
     probabilities pasted into the image (`MaskPostprocessor`).
 
+    With `fpn=True` the model is torchvision's FPN detector
+    (`fasterrcnn_resnet50_fpn` layout, Lin et al., 2017): the backbone
+    gives several maps (`feature_layer_names`; by default C2-C5, strides
+    4-32, of `"vgg_small"`, or the stride-8/16 skips and the stride-32
+    output of a known application), `FeaturePyramid` (`fpn_filters`
+    channels) turns them into P2-P5 plus a max-pooled P6 used by the RPN
+    only; one RPN head (the same three conv layers) runs on every level,
+    with one anchor size per level (`anchor_sizes` None: 4 x stride, 16
+    px at P2; torchvision: 8 x stride); proposals follow torchvision's
+    `filter_proposals` over the levels (`rpn_pre_nms_top_n_*` per level,
+    NMS within each level, `rpn_post_nms_top_n_*` over all levels); the
+    RPN losses run over the anchors of all levels concatenated; the box
+    head, the mask head and the detection masks pool P2-P5 with
+    `MultiScaleRoIAlign` (aligned=False, `sampling_ratio`, canonical
+    size 224 at level 4). `roi_op` must be `"align"`.
+
     Every step has static shapes and no Python loop over images, anchors
     or RoIs, so `compile(jit_compile=True)` compiles the whole step with
     XLA. Proposals are not differentiated (torchvision detaches them).
@@ -204,13 +358,17 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
             `keras.Model` mapping 0..255 images to features.
         image_shape: static (H, W, C) of the input images.
         feature_layer_name: backbone layer giving the features (None: see
-            `build_feature_backbone`).
+            `build_feature_backbone`); must be None with `fpn=True`.
         backbone_kwargs: extra arguments of the backbone constructor, e.g.
             `{"filters": (16, 32, 64, 64, 64)}` for `"vgg_small"`.
-        roi_op: `"align"` or `"pool"`.
+        roi_op: `"align"` or `"pool"` (`"align"` only with `fpn=True`).
         bounding_box_format: absolute format of `y["boxes"]` and of
             `detection_boxes` ("yxyx": the OD API's ymin, xmin, ymax, xmax).
         anchor_sizes, aspect_ratios: the anchors at every location.
+            `anchor_sizes` None means (16, 32, 64) without FPN; with
+            `fpn=True` it is one size (or one sequence of sizes, all of
+            the same length) per RPN level P2..P6, None meaning 4 x the
+            level's stride.
         rpn_filters: width of the RPN's 3x3 conv (None: the features').
         rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_train, rpn_post_nms_top_n_test,
@@ -229,6 +387,13 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         mask_roi_output_size: int, mask RoIAlign grid (masks are twice it).
         mask_head_filters: width of the mask convs (torchvision: 256).
         mask_head_convs: int >= 0, 3x3 convs before the upsampling (4).
+        fpn: bool. Add a Feature Pyramid Network (see above).
+        fpn_filters: int > 0, channels of the pyramid levels
+            (torchvision: 256).
+        feature_layer_names: with `fpn=True`, the backbone layers giving
+            the pyramid inputs, finest first, at consecutive strides
+            (None: see `build_pyramid_backbone`); must be None without
+            FPN (use `feature_layer_name`).
         seed: None or int, seeds the samplers' `SeedGenerator`.
         dtype: dtype policy of the layers; box math and outputs float32.
 
@@ -262,9 +427,11 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         - [Ren et al., "Faster R-CNN: Towards Real-Time Object Detection
           with Region Proposal Networks", NeurIPS 2015](
           https://arxiv.org/abs/1506.01497)
+        - [Lin et al., "Feature Pyramid Networks for Object Detection",
+          CVPR 2017](https://arxiv.org/abs/1612.03144)
         - torchvision's `FasterRCNN` (pytorch/vision:
           torchvision/models/detection/faster_rcnn.py, rpn.py,
-          roi_heads.py)
+          roi_heads.py, backbone_utils.py)
     """
 
     def __init__(
@@ -276,7 +443,7 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         backbone_kwargs: dict[str, Any] | None = None,
         roi_op: str = "align",
         bounding_box_format: str = "yxyx",
-        anchor_sizes: Sequence[float] = (16.0, 32.0, 64.0),
+        anchor_sizes: Sequence[float] | Sequence[Sequence[float]] | None = None,
         aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
         rpn_filters: int | None = None,
         rpn_pre_nms_top_n_train: int = 1000,
@@ -304,6 +471,9 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         mask_roi_output_size: int = 14,
         mask_head_filters: int = 64,
         mask_head_convs: int = 4,
+        fpn: bool = False,
+        fpn_filters: int = 64,
+        feature_layer_names: Sequence[str] | None = None,
         seed: int | None = None,
         dtype=None,
         **kwargs,
@@ -317,6 +487,31 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
                 f"Received: image_shape={image_shape!r}."
             )
         validation.check_one_of(roi_op, ROI_OPS, "roi_op")
+        fpn = bool(fpn)
+        fpn_filters = validation.check_positive_int(fpn_filters, "fpn_filters")
+        if fpn and roi_op != "align":
+            raise ValueError(
+                "Invalid value for argument `roi_op`. Expected 'align' with "
+                "fpn=True (the FPN pools with MultiScaleRoIAlign, as "
+                f"torchvision). Received: roi_op={roi_op!r}."
+            )
+        if fpn and feature_layer_name is not None:
+            raise ValueError(
+                "Invalid value for argument `feature_layer_name`. Expected "
+                "None with fpn=True (name the pyramid inputs with "
+                "`feature_layer_names`). Received: "
+                f"feature_layer_name={feature_layer_name!r}."
+            )
+        if not fpn and feature_layer_names is not None:
+            raise ValueError(
+                "Invalid value for argument `feature_layer_names`. Expected "
+                "None with fpn=False (use `feature_layer_name`). Received: "
+                f"feature_layer_names={feature_layer_names!r}."
+            )
+        if feature_layer_names is not None and not isinstance(
+            feature_layer_names, str
+        ):
+            feature_layer_names = tuple(feature_layer_names)
         bounding_box_format = _roi_common.check_bounding_box_format(
             bounding_box_format
         )
@@ -372,20 +567,53 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         bbox_reg_weights = check_box_coder_weights(
             bbox_reg_weights, "bbox_reg_weights"
         )
-        num_anchors = num_anchors_per_location(anchor_sizes, aspect_ratios)
+        if fpn:
+            feature_backbone, levels = build_pyramid_backbone(
+                backbone,
+                image_shape,
+                feature_layer_names=feature_layer_names,
+                backbone_kwargs=backbone_kwargs,
+                dtype=dtype,
+            )
+            anchor_sizes = _fpn_anchor_sizes(
+                anchor_sizes, (*levels, levels[-1] + 1)
+            )
+            channels = fpn_filters
+            spatial_scale = [2.0**-k for k in levels]
+        else:
+            if anchor_sizes is None:
+                anchor_sizes = (16.0, 32.0, 64.0)
+            elif any(isinstance(a, (list, tuple)) for a in anchor_sizes):
+                raise ValueError(
+                    "Invalid value for argument `anchor_sizes`. Expected "
+                    "numbers (one feature map) with fpn=False. Received: "
+                    f"anchor_sizes={anchor_sizes!r}."
+                )
+        num_anchors = num_anchors_per_location(
+            anchor_sizes[0] if fpn else anchor_sizes, aspect_ratios
+        )
 
         # === Layers ===
-        feature_backbone = build_feature_backbone(
-            backbone,
-            image_shape,
-            feature_layer_name=feature_layer_name,
-            backbone_kwargs=backbone_kwargs,
-            dtype=dtype,
-        )
-        _, feature_h, feature_w, channels = feature_backbone.output.shape
-        # torchvision's MultiScaleRoIAlign infers the scale as the power of
-        # two nearest to feature size / image size.
-        spatial_scale = 2.0 ** round(math.log2(feature_h / image_shape[0]))
+        feature_pyramid = None
+        if fpn:
+            feature_pyramid = FeaturePyramid(
+                fpn_filters,
+                extra_max_pool=True,
+                dtype=dtype,
+                name="feature_pyramid",
+            )
+        else:
+            feature_backbone = build_feature_backbone(
+                backbone,
+                image_shape,
+                feature_layer_name=feature_layer_name,
+                backbone_kwargs=backbone_kwargs,
+                dtype=dtype,
+            )
+            _, feature_h, feature_w, channels = feature_backbone.output.shape
+            # torchvision's MultiScaleRoIAlign infers the scale as the power
+            # of two nearest to feature size / image size.
+            spatial_scale = 2.0 ** round(math.log2(feature_h / image_shape[0]))
         rpn_width = rpn_filters or channels
         rpn_init = keras.initializers.RandomNormal(stddev=0.01)
         rpn_conv = keras.layers.Conv2D(
@@ -424,7 +652,16 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
             dtype=dtype,
             name="proposal_generator",
         )
-        if roi_op == "align":
+        if fpn:
+            roi_pooler = MultiScaleRoIAlign(
+                roi_output_size,
+                spatial_scales=spatial_scale,
+                sampling_ratio=sampling_ratio,
+                aligned=False,
+                dtype=dtype,
+                name="roi_align",
+            )
+        elif roi_op == "align":
             roi_pooler = RoIAlign(
                 roi_output_size,
                 spatial_scale=spatial_scale,
@@ -487,9 +724,14 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
             mask_head_convs = validation.check_int(
                 mask_head_convs, "mask_head_convs", minimum=0
             )
-            mask_roi_pooler = RoIAlign(
+            pooler_cls, scale_kwargs = (
+                (MultiScaleRoIAlign, {"spatial_scales": spatial_scale})
+                if fpn
+                else (RoIAlign, {"spatial_scale": spatial_scale})
+            )
+            mask_roi_pooler = pooler_cls(
                 mask_roi_output_size,
-                spatial_scale=spatial_scale,
+                **scale_kwargs,
                 sampling_ratio=sampling_ratio,
                 aligned=False,
                 dtype=dtype,
@@ -497,9 +739,9 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
             )
             # The same op on the detections, whose boxes are already in
             # `bounding_box_format`.
-            mask_detection_pooler = RoIAlign(
+            mask_detection_pooler = pooler_cls(
                 mask_roi_output_size,
-                spatial_scale=spatial_scale,
+                **scale_kwargs,
                 sampling_ratio=sampling_ratio,
                 aligned=False,
                 bounding_box_format=bounding_box_format,
@@ -556,11 +798,15 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
 
         # === Functional Model ===
         images = keras.Input(image_shape, name="images")
-        features = feature_backbone(images)
-        rpn_features = rpn_conv(features)
-        proposals, _ = proposal_generator(
-            rpn_objectness(rpn_features), rpn_box_deltas(rpn_features)
+        features, objectness, deltas = _apply_backbone_and_rpn(
+            images,
+            feature_backbone,
+            feature_pyramid,
+            (rpn_conv, rpn_objectness, rpn_box_deltas),
         )
+        if not fpn:
+            objectness, deltas = objectness[0], deltas[0]
+        proposals, _ = proposal_generator(objectness, deltas)
         class_logits, box_deltas = _apply_box_head(
             features,
             proposals,
@@ -623,9 +869,13 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         self.mask_roi_output_size = mask_roi_output_size
         self.mask_head_filters = mask_head_filters
         self.mask_head_convs = mask_head_convs
+        self.fpn = fpn
+        self.fpn_filters = fpn_filters
+        self.feature_layer_names = feature_layer_names
         self.spatial_scale = spatial_scale
 
         self.backbone = feature_backbone
+        self.feature_pyramid = feature_pyramid
         self.rpn_conv = rpn_conv
         self.rpn_objectness = rpn_objectness
         self.rpn_box_deltas = rpn_box_deltas
@@ -690,6 +940,11 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
             "mask_roi_output_size": self.mask_roi_output_size,
             "mask_head_filters": self.mask_head_filters,
             "mask_head_convs": self.mask_head_convs,
+            "fpn": self.fpn,
+            "fpn_filters": self.fpn_filters,
+            "feature_layer_names": (
+                self.feature_layer_names if self.backbone_arg else None
+            ),
             "seed": self.seed,
         }
 
@@ -755,10 +1010,38 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         return boxes, classes, ops.cast(y["masks"], "float32")
 
     def _rpn_losses(self, objectness, deltas, gt_boxes) -> tuple:
-        anchors = self.proposal_generator.anchors(tuple(objectness.shape[1:3]))
+        """The RPN losses over the anchors of every level (lists of maps,
+        one per level), concatenated as torchvision does."""
+        sizes = [tuple(o.shape[1:3]) for o in objectness]
+        anchors = self.proposal_generator.anchors(
+            sizes if self.fpn else sizes[0]
+        )
         num_anchors = anchors.shape[0]
-        logits = ops.reshape(ops.cast(objectness, "float32"), (-1, num_anchors))
-        deltas = ops.reshape(ops.cast(deltas, "float32"), (-1, num_anchors, 4))
+        if len(objectness) == 1:
+            logits = ops.reshape(
+                ops.cast(objectness[0], "float32"), (-1, num_anchors)
+            )
+            deltas = ops.reshape(
+                ops.cast(deltas[0], "float32"), (-1, num_anchors, 4)
+            )
+        else:
+            counts = [
+                h * w * self.proposal_generator.num_anchors for h, w in sizes
+            ]
+            logits = ops.concatenate(
+                [
+                    ops.reshape(ops.cast(o, "float32"), (-1, n))
+                    for o, n in zip(objectness, counts, strict=True)
+                ],
+                axis=1,
+            )
+            deltas = ops.concatenate(
+                [
+                    ops.reshape(ops.cast(d, "float32"), (-1, n, 4))
+                    for d, n in zip(deltas, counts, strict=True)
+                ],
+                axis=1,
+            )
         matches = match_boxes(
             anchors,
             gt_boxes,
@@ -840,16 +1123,21 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
                 sampling always use the training settings.
         """
         gt_boxes, gt_classes, gt_masks = self._split_targets(y)
-        features = self.backbone(images, training=training)
-        rpn_features = self.rpn_conv(features)
-        objectness = self.rpn_objectness(rpn_features)
-        deltas = self.rpn_box_deltas(rpn_features)
+        features, objectness, deltas = _apply_backbone_and_rpn(
+            images,
+            self.backbone,
+            self.feature_pyramid,
+            (self.rpn_conv, self.rpn_objectness, self.rpn_box_deltas),
+            training=training,
+        )
         objectness_loss, rpn_box_loss = self._rpn_losses(
             objectness, deltas, gt_boxes
         )
+        objectness = [ops.stop_gradient(o) for o in objectness]
+        deltas = [ops.stop_gradient(d) for d in deltas]
         proposals, _ = self.proposal_generator(
-            ops.stop_gradient(objectness),
-            ops.stop_gradient(deltas),
+            objectness if self.fpn else objectness[0],
+            deltas if self.fpn else deltas[0],
             training=True,
         )
         rois, roi_labels, targets, matched = self._sample_rois(

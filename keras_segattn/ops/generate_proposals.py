@@ -32,6 +32,46 @@ def _flatten_head_output(x, name: str, depth: int):
     return x
 
 
+def _check_num_anchors_per_level(values, num_anchors: int):
+    if values is None:
+        return None
+    if (
+        not isinstance(values, (list, tuple))
+        or not values
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0
+            for v in values
+        )
+        or sum(values) != num_anchors
+    ):
+        raise ValueError(
+            "Invalid value for argument `num_anchors_per_level`. Expected "
+            "None or positive ints, one per level, summing to the number "
+            f"of anchors ({num_anchors}). Received: "
+            f"num_anchors_per_level={values!r}."
+        )
+    return tuple(values)
+
+
+def _top_k_per_level(objectness, levels: Sequence[int], pre_nms_top_n: int):
+    """torchvision's `_get_top_n_idx`: the best `min(pre_nms_top_n, n_l)`
+    logits of each level (a static Python loop over the levels), their
+    indices into N and int32 level ids, concatenated over the levels."""
+    logits, indices, level_ids = [], [], []
+    start = 0
+    for level, count in enumerate(levels):
+        k = min(pre_nms_top_n, count)
+        values, index = ops.top_k(objectness[:, start : start + count], k=k)
+        logits.append(values)
+        indices.append(index + start)
+        level_ids.append(ops.full((k,), level, dtype="int32"))
+        start += count
+    top_logits = ops.concatenate(logits, axis=1)
+    level_ids = ops.concatenate(level_ids, axis=0)[None, :]
+    level_ids = ops.broadcast_to(level_ids, ops.shape(top_logits))
+    return top_logits, ops.concatenate(indices, axis=1), level_ids
+
+
 def generate_proposals(
     objectness: Tensor,
     deltas: Tensor,
@@ -42,21 +82,27 @@ def generate_proposals(
     nms_threshold: float = 0.7,
     min_size: float = 1e-3,
     score_threshold: float = 0.0,
+    num_anchors_per_level: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Turns RPN scores and deltas at the anchors into a fixed number of boxes.
 
     `torchvision.models.detection.rpn.RegionProposalNetwork.
-    filter_proposals` for one feature level, batched with static shapes:
+    filter_proposals`, batched with static shapes, for one feature level
+    or (with `num_anchors_per_level`) a feature pyramid:
 
     1. keep the `pre_nms_top_n` anchors of highest objectness logit
        (`top_k`; torchvision decodes every anchor first, which gives the
-       same boxes);
+       same boxes); with several levels, the best `min(pre_nms_top_n,
+       anchors of the level)` of each level;
     2. decode their deltas (`decode_boxes`, weights (1, 1, 1, 1), dw and dh
        clamped at log(1000 / 16)) and clip the boxes to the image;
     3. drop boxes narrower or lower than `min_size` and those whose
        probability `sigmoid(objectness)` is below `score_threshold`;
     4. NMS at `nms_threshold` (`batched_nms`) and keep the best
-       `post_nms_top_n`.
+       `post_nms_top_n`; with several levels, NMS runs per level (the
+       level is the category of `batched_nms`, so boxes of different
+       levels never suppress each other) and the best `post_nms_top_n`
+       of all levels are kept, by score.
 
     Where an image has fewer than `post_nms_top_n` proposals left, the
     remaining rows are padding boxes (four -1, the package convention) of
@@ -77,6 +123,10 @@ def generate_proposals(
         nms_threshold: float in [0, 1]. IoU above which NMS drops a box.
         min_size: float >= 0. Smallest width and height kept, pixels.
         score_threshold: float in [0, 1]. Smallest probability kept.
+        num_anchors_per_level: None (one level) or the number of anchors
+            of each pyramid level, in the order the N anchors (and scores
+            and deltas) are concatenated, summing to N (torchvision's
+            `num_anchors_per_level`).
 
     Returns:
         Tuple `(proposals, scores)`: float32 [B, post_nms_top_n, 4] of
@@ -85,8 +135,8 @@ def generate_proposals(
 
     Raises:
         ValueError: on inconsistent shapes (N of `objectness`, `deltas` and
-            `anchors`), non-positive counts or sizes, or thresholds outside
-            [0, 1].
+            `anchors`), non-positive counts or sizes, thresholds outside
+            [0, 1], or `num_anchors_per_level` not summing to N.
     """
     image_size = validation.standardize_size(image_size, "image_size")
     pre_nms_top_n = validation.check_positive_int(
@@ -117,10 +167,18 @@ def generate_proposals(
                 f"and objectness.shape={tuple(objectness.shape)}."
             )
 
+    levels = _check_num_anchors_per_level(num_anchors_per_level, num_anchors)
+
     objectness = ops.cast(objectness, "float32")
-    top_logits, top_index = ops.top_k(
-        objectness, k=min(pre_nms_top_n, num_anchors)
-    )
+    if levels is None:
+        top_logits, top_index = ops.top_k(
+            objectness, k=min(pre_nms_top_n, num_anchors)
+        )
+        level_ids = None
+    else:
+        top_logits, top_index, level_ids = _top_k_per_level(
+            objectness, levels, pre_nms_top_n
+        )
     top_deltas = ops.take_along_axis(
         ops.cast(deltas, "float32"), top_index[..., None], axis=1
     )
@@ -138,7 +196,12 @@ def generate_proposals(
     keep = ops.logical_and(keep, ops.all(ops.isfinite(boxes), axis=-1))
 
     index, kept = batched_nms(
-        boxes, scores, post_nms_top_n, nms_threshold, valid=keep
+        boxes,
+        scores,
+        post_nms_top_n,
+        nms_threshold,
+        idxs=level_ids,
+        valid=keep,
     )
     proposals = ops.take_along_axis(boxes, index[..., None], axis=1)
     proposals = ops.where(kept[..., None], proposals, -1.0)

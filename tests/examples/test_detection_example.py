@@ -16,7 +16,22 @@ def test_help_exits_cleanly(capsys):
         example.main(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--smoke" in text and "--num-train" in text
+    assert "--smoke" in text and "--num-train" in text and "--fpn" in text
+
+
+def test_fpn_flag_selects_the_pyramid_model():
+    # The full `train --smoke --fpn` run (about a minute, an XLA compile)
+    # is too slow for the suite; this checks the flag's wiring.
+    example = load_example("instance_segmentation")
+    args = example.build_parser().parse_args(["train", "--smoke", "--fpn"])
+    assert args.fpn is True
+    kwargs = example.model_kwargs(64, smoke=True, fpn=args.fpn)
+    assert kwargs["fpn"] is True and "anchor_sizes" not in kwargs
+    plain = example.model_kwargs(64, smoke=True)
+    assert "fpn" not in plain and plain["anchor_sizes"] == (8.0, 16.0)
+    model = example.FasterRCNN(10, **kwargs)
+    assert model.get_layer("feature_pyramid").filters == 8
+    assert len(model.anchor_sizes) == 5  # P2-P6
 
 
 @pytest.mark.slow  # an XLA-compiled Mask R-CNN step, export, COCO eval

@@ -4,10 +4,16 @@ import re
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from keras_segattn.layers.proposal_generator import ProposalGenerator
 from keras_segattn.ops.anchors import generate_anchors
+from tests.ops.test_generate_proposals import LEVEL_SHAPES
+from tests.ops.test_generate_proposals import LEVEL_SIZES
+from tests.ops.test_generate_proposals import np_multilevel_proposals
 from tests.ops.test_generate_proposals import np_proposals
+from tests.testing import check_config_round_trip
 from tests.testing import run_layer_checks
 
 IMAGE = (48, 64)
@@ -120,3 +126,102 @@ def test_training_counts_and_float32_under_mixed_precision():
         keras.Input((6, 8, 16), name="deltas"),
     )
     assert [tuple(x.shape) for x in symbolic] == [(None, 12, 4), (None, 12)]
+
+
+PYRAMID_KWARGS = {
+    **KWARGS,
+    "anchor_sizes": tuple((s,) for s in LEVEL_SIZES),
+    "aspect_ratios": (0.5, 1.0),
+}
+
+
+def _pyramid_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    objectness = [
+        rng.normal(0, 2, (2, h, w, 2)).astype("float32")
+        for h, w in LEVEL_SHAPES
+    ]
+    deltas = [
+        rng.normal(0, 0.3, (2, h, w, 8)).astype("float32")
+        for h, w in LEVEL_SHAPES
+    ]
+    return objectness, deltas
+
+
+def test_pyramid_levels_match_reference_and_compile():
+    objectness, deltas = _pyramid_inputs()
+    layer = ProposalGenerator(**PYRAMID_KWARGS)
+    assert layer.anchor_sizes == ((16.0,), (32.0,), (64.0,))
+    assert layer.num_anchors == 2 and layer.num_levels == 3
+    check_config_round_trip(layer)
+    # JSON turns the nested tuples into lists.
+    clone = ProposalGenerator.from_config(
+        {**layer.get_config(), "anchor_sizes": [[16.0], [32.0], [64.0]]}
+    )
+    assert clone.anchor_sizes == layer.anchor_sizes
+    counts = [h * w * 2 for h, w in LEVEL_SHAPES]
+    flat_objectness = np.concatenate(
+        [o.reshape(2, -1) for o in objectness], axis=1
+    )
+    flat_deltas = np.concatenate([d.reshape(2, -1, 4) for d in deltas], axis=1)
+    for training, pre, post in ((False, 40, 12), (True, 60, 30)):
+        proposals, scores = layer(objectness, deltas, training=training)
+        assert tuple(proposals.shape) == (2, post, 4)
+        for b in range(2):
+            boxes, probs = np_multilevel_proposals(
+                flat_objectness[b], flat_deltas[b], counts, pre, post, 0.6, 1.0
+            )
+            n = len(boxes)
+            np.testing.assert_allclose(proposals[b, :n], boxes, atol=1e-3)
+            np.testing.assert_allclose(scores[b, :n], probs, atol=1e-6)
+            np.testing.assert_array_equal(scores[b, n:], 0.0)
+
+    compiled = tf.function(layer, jit_compile=True)(objectness, deltas)
+    eager = layer(objectness, deltas)
+    for a, b in zip(compiled, eager, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    symbolic = layer(
+        [keras.Input((h, w, 2)) for h, w in LEVEL_SHAPES],
+        [keras.Input((h, w, 8)) for h, w in LEVEL_SHAPES],
+    )
+    assert [tuple(x.shape) for x in symbolic] == [(None, 12, 4), (None, 12)]
+    anchors = layer.anchors(LEVEL_SHAPES)
+    assert tuple(anchors.shape) == (sum(counts), 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, objectness, deltas, match",
+    [
+        (
+            {"anchor_sizes": ((16.0,), (32.0, 64.0), (64.0,))},
+            None,
+            None,
+            "Received: anchor_sizes=((16.0,), (32.0, 64.0), (64.0,))",
+        ),
+        (
+            {},
+            [(2, 12, 16, 2), (2, 6, 8, 2)],
+            [(2, 12, 16, 8), (2, 6, 8, 8)],
+            "Expected a list of 3 maps",
+        ),
+        (
+            {},
+            [(2, 12, 16, 2), (2, 6, 8, 2), (2, 3, 4, 3)],
+            [(2, 12, 16, 8), (2, 6, 8, 8), (2, 3, 4, 8)],
+            "objectness[2].shape=(2, 3, 4, 3)",
+        ),
+        (
+            {},
+            [(2, 12, 16, 2), (2, 6, 8, 2), (2, 3, 4, 2)],
+            [(2, 12, 16, 8), (2, 6, 7, 8), (2, 3, 4, 8)],
+            "deltas[1].shape=(2, 6, 7, 8)",
+        ),
+    ],
+)
+def test_pyramid_errors(kwargs, objectness, deltas, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        layer = ProposalGenerator(**{**PYRAMID_KWARGS, **kwargs})
+        layer(
+            [keras.Input(s[1:], batch_size=2) for s in objectness],
+            [keras.Input(s[1:], batch_size=2) for s in deltas],
+        )

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_segattn.layers import FeaturePyramid
+from keras_segattn.layers import MultiScaleRoIAlign
 from keras_segattn.layers.detection_postprocessor import DETECTION_KEYS
 from keras_segattn.models.faster_rcnn import LOSS_NAMES
 from keras_segattn.models.faster_rcnn import FasterRCNN
+from keras_segattn.models.faster_rcnn import build_pyramid_backbone
 from tests.ops.detection_references import np_box_iou
 
 NUM_CLASSES = 3
@@ -271,6 +274,50 @@ def test_user_backbone_and_xyxy_format():
             "Received: feature_layer_name='nope'",
         ),
         ({"backbone": 3}, TypeError, "Received: type(backbone)=int"),
+        (
+            {"fpn": True, "roi_op": "pool"},
+            ValueError,
+            "Received: roi_op='pool'",
+        ),
+        (
+            {"fpn": True, "fpn_filters": 0},
+            ValueError,
+            "Received: fpn_filters=0",
+        ),
+        (
+            {"fpn": True, "feature_layer_name": "block3_pool"},
+            ValueError,
+            "Received: feature_layer_name='block3_pool'",
+        ),
+        (
+            {"feature_layer_names": ["block2_pool"]},
+            ValueError,
+            "Received: feature_layer_names=['block2_pool']",
+        ),
+        (
+            {"anchor_sizes": ((8.0,), (16.0,))},
+            ValueError,
+            "Received: anchor_sizes=((8.0,), (16.0,))",
+        ),
+        (
+            {"fpn": True},  # TINY's two sizes for five RPN levels
+            ValueError,
+            "(5: P2-P6). Received: anchor_sizes=(8.0, 16.0)",
+        ),
+        (
+            {"fpn": True, "anchor_sizes": None, "feature_layer_names": ["x"]},
+            ValueError,
+            "Received: feature_layer_names=('x',)",
+        ),
+        (
+            {
+                "fpn": True,
+                "anchor_sizes": None,
+                "feature_layer_names": ["block2_pool", "block4_pool"],
+            },
+            ValueError,
+            "at consecutive strides 2**k",
+        ),
     ],
 )
 def test_constructor_errors(kwargs, error, match):
@@ -336,3 +383,160 @@ def test_mask_target_errors(masks, match):
         targets["masks"] = masks
     with pytest.raises(ValueError, match=re.escape(match)):
         model.compute_detection_losses(images, targets)
+
+
+# === Feature Pyramid Network (fpn=True) ===
+
+FPN_SIZE = 64
+FPN = {
+    **TINY,
+    "image_shape": (FPN_SIZE, FPN_SIZE, 3),
+    "anchor_sizes": None,  # 16, 32, ..., 256 px on P2-P6
+    "backbone_kwargs": VGG_TINY,
+    "fpn": True,
+    "fpn_filters": 8,
+}
+
+
+def fpn_scene(batch=2, seed=0):
+    """`make_scene` and `box_masks` at twice the size (64 x 64)."""
+    images, targets = make_scene(batch, seed)
+    masks = box_masks(targets)
+    return images.repeat(2, axis=1).repeat(2, axis=2), {
+        "boxes": np.where(targets["boxes"] >= 0, 2 * targets["boxes"], -1.0),
+        "classes": targets["classes"],
+        "masks": masks.repeat(2, axis=2).repeat(2, axis=3),
+    }
+
+
+@pytest.fixture(scope="module")
+def fpn_mask_rcnn():
+    keras.utils.set_random_seed(0)
+    return FasterRCNN(NUM_CLASSES, **FPN, **MASK_KWARGS)
+
+
+def test_fpn_layout(fpn_mask_rcnn):
+    model = fpn_mask_rcnn
+    assert [tuple(o.shape) for o in model.backbone.outputs] == [
+        (None, 16, 16, 8),  # block2_pool, stride 4
+        (None, 8, 8, 16),
+        (None, 4, 4, 16),
+        (None, 2, 2, 16),  # block5_pool, stride 32
+    ]
+    pyramid = model.get_layer("feature_pyramid")
+    assert isinstance(pyramid, FeaturePyramid) and pyramid.extra_max_pool
+    assert model.anchor_sizes == tuple((16.0 * 2**i,) for i in range(5))
+    for pooler in (
+        model.get_layer("roi_align"),
+        model.mask_roi_pooler,  # training only
+        model.get_layer("mask_detection_roi_align"),
+    ):
+        assert isinstance(pooler, MultiScaleRoIAlign)
+        assert pooler.spatial_scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+        assert not pooler.aligned and pooler.sampling_ratio == 2
+        assert (pooler.canonical_scale, pooler.canonical_level) == (224, 4)
+    # One RPN head shared by the five levels (torchvision's RPNHead).
+    rpn = [layer for layer in model.layers if layer.name.startswith("rpn_")]
+    assert sorted(layer.name for layer in rpn) == [
+        "rpn_box_deltas",
+        "rpn_conv",
+        "rpn_objectness",
+    ]
+    assert model.get_layer("rpn_conv").kernel.shape == (3, 3, 8, 8)
+    assert model.get_layer("rpn_objectness").kernel.shape == (1, 1, 8, 3)
+    anchors = model.proposal_generator.anchors(
+        [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    )
+    assert tuple(anchors.shape) == (3 * (256 + 64 + 16 + 4 + 1), 4)
+
+
+def test_fpn_losses_and_gradients_with_mask_head(fpn_mask_rcnn):
+    model = fpn_mask_rcnn
+    images, targets = fpn_scene(2, seed=1)
+    with tf.GradientTape() as tape:
+        losses = model.compute_detection_losses(images, targets, training=True)
+        total = sum(losses.values())
+    gradients = tape.gradient(total, model.trainable_variables)
+    assert sorted(losses) == sorted((*LOSS_NAMES, "loss_mask"))
+    assert all(np.isfinite(float(v)) and float(v) >= 0 for v in losses.values())
+    names = [
+        v.path
+        for v, g in zip(model.trainable_variables, gradients, strict=True)
+        if g is None
+    ]
+    assert not names, names
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+
+
+def test_fpn_one_jit_fit_step():
+    keras.utils.set_random_seed(0)
+    model = FasterRCNN(NUM_CLASSES, **FPN)
+    model.compile(optimizer="adam", jit_compile=True)
+    assert model.jit_compile is True
+    images, targets = fpn_scene()
+    targets.pop("masks")
+    history = model.fit(images, targets, batch_size=2, verbose=0).history
+    assert sorted(history) == sorted(("loss", *LOSS_NAMES))
+    values = {name: history[name][0] for name in history}
+    assert all(np.isfinite(v) and v >= 0 for v in values.values())
+    np.testing.assert_allclose(
+        values["loss"], sum(values[name] for name in LOSS_NAMES), rtol=1e-5
+    )
+    np.testing.assert_allclose(values["loss_objectness"], np.log(2), atol=0.05)
+
+
+def test_fpn_predict_keras_round_trip_and_saved_model(fpn_mask_rcnn, tmp_path):
+    model = fpn_mask_rcnn
+    images, _ = fpn_scene()
+    outputs = model.predict(images, verbose=0)
+    assert {k: (v.shape, v.dtype) for k, v in outputs.items()} == {
+        "detection_boxes": ((2, 6, 4), "float32"),
+        "detection_scores": ((2, 6), "float32"),
+        "detection_classes": ((2, 6), "float32"),
+        "num_detections": ((2,), "float32"),
+        "detection_masks": ((2, 6, FPN_SIZE, FPN_SIZE), "float32"),
+    }
+    config = model.get_config()
+    json.dumps(config)
+    assert config["fpn"] is True and config["fpn_filters"] == 8
+    path = tmp_path / "fpn.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert type(restored) is FasterRCNN
+    # JSON turns the tuples of backbone_kwargs into lists.
+    assert json.dumps(restored.get_config(), sort_keys=True) == json.dumps(
+        config, sort_keys=True
+    )
+    expected, actual = model(images), restored(images)
+    for key in (*DETECTION_KEYS, "detection_masks"):
+        np.testing.assert_array_equal(expected[key], actual[key])
+
+    export_path = str(tmp_path / "saved_model")
+    model.export(export_path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(export_path)  # keep referenced (tf#34253)
+    served = reloaded.signatures["serving_default"](images=tf.constant(images))
+    assert sorted(served) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(served[key], expected[key], atol=1e-4)
+
+
+def test_fpn_user_backbone_and_application_defaults():
+    inputs = keras.Input((FPN_SIZE, FPN_SIZE, 3))
+    c3 = keras.layers.Conv2D(4, 3, strides=8, padding="same")(inputs)
+    c4 = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="c4")(c3)
+    one_output = keras.Model(inputs, c4, name="user_backbone")
+    with pytest.raises(
+        ValueError, match=re.escape("Received: feature_layer_names=None")
+    ):
+        FasterRCNN(2, backbone=one_output, **{**FPN, "backbone_kwargs": None})
+    backbone = keras.Model(inputs, [c3, c4], name="user_pyramid")
+    model = FasterRCNN(2, backbone=backbone, **{**FPN, "backbone_kwargs": None})
+    assert model.spatial_scale == [1 / 8, 1 / 16]  # C3, C4 -> P3, P4, P5
+    assert model.anchor_sizes == ((32.0,), (64.0,), (128.0,))
+    clone = FasterRCNN.from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    # A keras.applications name: its stride-8/16 skips and its output.
+    _, levels = build_pyramid_backbone(
+        "MobileNet", (FPN_SIZE, FPN_SIZE, 3), backbone_kwargs={"alpha": 0.25}
+    )
+    assert levels == [3, 4, 5]
