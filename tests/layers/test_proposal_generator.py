@@ -11,6 +11,7 @@ from keras_segattn.layers.proposal_generator import ProposalGenerator
 from keras_segattn.ops.anchors import generate_anchors
 from tests.ops.test_generate_proposals import LEVEL_SHAPES
 from tests.ops.test_generate_proposals import LEVEL_SIZES
+from tests.ops.test_generate_proposals import assert_proposals_match
 from tests.ops.test_generate_proposals import np_multilevel_proposals
 from tests.ops.test_generate_proposals import np_proposals
 from tests.testing import check_config_round_trip
@@ -167,14 +168,13 @@ def test_pyramid_levels_match_reference_and_compile():
     for training, pre, post in ((False, 40, 12), (True, 60, 30)):
         proposals, scores = layer(objectness, deltas, training=training)
         assert tuple(proposals.shape) == (2, post, 4)
-        for b in range(2):
-            boxes, probs = np_multilevel_proposals(
+        references = [
+            np_multilevel_proposals(
                 flat_objectness[b], flat_deltas[b], counts, pre, post, 0.6, 1.0
             )
-            n = len(boxes)
-            np.testing.assert_allclose(proposals[b, :n], boxes, atol=1e-3)
-            np.testing.assert_allclose(scores[b, :n], probs, atol=1e-6)
-            np.testing.assert_array_equal(scores[b, n:], 0.0)
+            for b in range(2)
+        ]
+        assert_proposals_match(proposals, scores, references)
 
     compiled = tf.function(layer, jit_compile=True)(objectness, deltas)
     eager = layer(objectness, deltas)

@@ -16,6 +16,19 @@ from tests.ops.detection_references import np_nms
 IMAGE = (48, 64)
 
 
+def assert_proposals_match(proposals, scores, references):
+    """Each image's proposals and scores equal its reference `(boxes,
+    probabilities)`, then padding: four -1 and score 0."""
+    proposals, scores = np.asarray(proposals), np.asarray(scores)
+    for b, (boxes, probs) in enumerate(references):
+        n = len(boxes)
+        assert n > 0
+        np.testing.assert_allclose(proposals[b, :n], boxes, atol=1e-3)
+        np.testing.assert_allclose(scores[b, :n], probs, atol=1e-6)
+        np.testing.assert_array_equal(proposals[b, n:], -1.0)
+        np.testing.assert_array_equal(scores[b, n:], 0.0)
+
+
 def np_proposals(objectness, deltas, anchors, pre, post, nms, min_size):
     """torchvision `filter_proposals` for one image and one level."""
     order = np.argsort(-objectness, kind="stable")[:pre]
@@ -52,15 +65,11 @@ def test_matches_reference(pre, post):
     proposals, scores = np.asarray(proposals), np.asarray(scores)
     assert proposals.shape == (2, post, 4) and scores.shape == (2, post)
     assert proposals.dtype == scores.dtype == np.float32
-    for b in range(2):
-        boxes, probs = np_proposals(
-            objectness[b], deltas[b], anchors, pre, post, 0.7, 1.0
-        )
-        n = len(boxes)
-        np.testing.assert_allclose(proposals[b, :n], boxes, atol=1e-3)
-        np.testing.assert_allclose(scores[b, :n], probs, atol=1e-6)
-        np.testing.assert_array_equal(proposals[b, n:], -1.0)
-        np.testing.assert_array_equal(scores[b, n:], 0.0)
+    references = [
+        np_proposals(objectness[b], deltas[b], anchors, pre, post, 0.7, 1.0)
+        for b in range(2)
+    ]
+    assert_proposals_match(proposals, scores, references)
 
 
 def test_nms_effect_and_clipping():
@@ -207,16 +216,13 @@ def test_multilevel_matches_reference(pre, post):
     )
     proposals, scores = np.asarray(proposals), np.asarray(scores)
     assert proposals.shape == (2, post, 4) and scores.shape == (2, post)
-    for b in range(2):
-        boxes, probs = np_multilevel_proposals(
+    references = [
+        np_multilevel_proposals(
             objectness[b], deltas[b], counts, pre, post, 0.6, 1.0
         )
-        n = len(boxes)
-        assert n > 0
-        np.testing.assert_allclose(proposals[b, :n], boxes, atol=1e-3)
-        np.testing.assert_allclose(scores[b, :n], probs, atol=1e-6)
-        np.testing.assert_array_equal(proposals[b, n:], -1.0)
-        np.testing.assert_array_equal(scores[b, n:], 0.0)
+        for b in range(2)
+    ]
+    assert_proposals_match(proposals, scores, references)
 
 
 def test_levels_do_not_suppress_each_other():
