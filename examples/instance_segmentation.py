@@ -64,6 +64,11 @@ from keras_segattn.metrics import coco_results  # noqa: E402
 from keras_segattn.metrics import evaluate_coco  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
 DATASETS = ("digits", "coco")
@@ -235,17 +240,13 @@ def train(args) -> int:
         seed=args.seed,
         **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
     )
-    steps = args.epochs * (len(train_scenes["images"]) // batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.learning_rate,
-        decay_steps=max(steps, 1),
-        alpha=0.01,
-    )
+    steps = len(train_scenes["images"]) // batch_size
+    schedule = cosine_decay(args.learning_rate, steps, args.epochs, alpha=0.01)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),
         jit_compile=True,
     )
-    assert model.jit_compile is True
+    check_compiled(model, steps_per_epoch=steps)
     started = time.time()
     history = model.fit(
         train_data,
@@ -253,11 +254,8 @@ def train(args) -> int:
         epochs=args.epochs,
         verbose=2 if args.smoke else 1,
         callbacks=[
-            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            keras.callbacks.CSVLogger(str(out / "history.csv")),
-            keras.callbacks.ModelCheckpoint(
-                str(out / MODEL_FILE), monitor="val_loss", save_best_only=True
-            ),
+            *logging_callbacks(out),
+            best_checkpoint(out / MODEL_FILE, "val_loss"),
         ],
     )
     summary = {
