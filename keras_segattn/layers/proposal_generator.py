@@ -12,6 +12,7 @@ from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops.anchors import generate_anchors
 from keras_segattn.ops.anchors import num_anchors_per_location
+from keras_segattn.ops.generate_proposals import _flatten_head_output
 from keras_segattn.ops.generate_proposals import generate_proposals
 
 
@@ -217,6 +218,29 @@ class ProposalGenerator(keras.layers.Layer):
             )
         ]
 
+    def flatten_head_outputs(self, objectness, deltas) -> tuple:
+        """RPN head maps (one, or a list per level) -> float32 logits
+        [B, N], deltas [B, N, 4] in the order of `anchors`, and the anchor
+        count of each level (None for one map)."""
+        if self.num_levels is None:
+            objectness, deltas = [objectness], [deltas]
+        logits = [
+            _flatten_head_output(ops.cast(o, "float32"), "objectness", 1)
+            for o in objectness
+        ]
+        flat_deltas = [
+            _flatten_head_output(ops.cast(d, "float32"), "deltas", 4)
+            for d in deltas
+        ]
+        if len(logits) == 1:
+            return logits[0], flat_deltas[0], None
+        counts = [x.shape[1] for x in logits]
+        return (
+            ops.concatenate(logits, axis=1),
+            ops.concatenate(flat_deltas, axis=1),
+            counts,
+        )
+
     def call(self, objectness, deltas, training=None):
         if self.num_levels is None:
             objectness_shape, deltas_shape = objectness.shape, deltas.shape
@@ -230,28 +254,12 @@ class ProposalGenerator(keras.layers.Layer):
             else (self.pre_nms_top_n_test, self.post_nms_top_n_test)
         )
         sizes = [tuple(shape[1:3]) for shape in shapes]
-        num_anchors_per_level = None
-        if self.num_levels is not None:
-            num_anchors_per_level = [h * w * self.num_anchors for h, w in sizes]
-            objectness = ops.concatenate(
-                [
-                    ops.reshape(ops.cast(o, "float32"), (-1, n))
-                    for o, n in zip(
-                        objectness, num_anchors_per_level, strict=True
-                    )
-                ],
-                axis=1,
-            )
-            deltas = ops.concatenate(
-                [
-                    ops.reshape(ops.cast(d, "float32"), (-1, n, 4))
-                    for d, n in zip(deltas, num_anchors_per_level, strict=True)
-                ],
-                axis=1,
-            )
+        objectness, deltas, num_anchors_per_level = self.flatten_head_outputs(
+            objectness, deltas
+        )
         return generate_proposals(
-            ops.cast(objectness, "float32"),
-            ops.cast(deltas, "float32"),
+            objectness,
+            deltas,
             self.anchors(sizes if self.num_levels else sizes[0]),
             self.image_size,
             pre_nms_top_n=pre,

@@ -1016,32 +1016,10 @@ class FasterRCNN(ConstructorConfigMixin, keras.Model):
         anchors = self.proposal_generator.anchors(
             sizes if self.fpn else sizes[0]
         )
-        num_anchors = anchors.shape[0]
-        if len(objectness) == 1:
-            logits = ops.reshape(
-                ops.cast(objectness[0], "float32"), (-1, num_anchors)
-            )
-            deltas = ops.reshape(
-                ops.cast(deltas[0], "float32"), (-1, num_anchors, 4)
-            )
-        else:
-            counts = [
-                h * w * self.proposal_generator.num_anchors for h, w in sizes
-            ]
-            logits = ops.concatenate(
-                [
-                    ops.reshape(ops.cast(o, "float32"), (-1, n))
-                    for o, n in zip(objectness, counts, strict=True)
-                ],
-                axis=1,
-            )
-            deltas = ops.concatenate(
-                [
-                    ops.reshape(ops.cast(d, "float32"), (-1, n, 4))
-                    for d, n in zip(deltas, counts, strict=True)
-                ],
-                axis=1,
-            )
+        logits, deltas, _ = self.proposal_generator.flatten_head_outputs(
+            objectness if self.fpn else objectness[0],
+            deltas if self.fpn else deltas[0],
+        )
         matches = match_boxes(
             anchors,
             gt_boxes,

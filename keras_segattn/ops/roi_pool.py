@@ -182,6 +182,7 @@ def _window_tables(features, base: int):
         for i, window in enumerate(_window_sizes(height, base)[:-1], 1):
             level = _grow(*level, axis=1, window=window, base=base)
             tables[i, j] = level
+    # Table (0, 0) is the map itself, its positions still the narrow grid.
     tables[0, 0] = (features, ops.broadcast_to(grid, ops.shape(features)))
     order = [tables[i, j] for i in range(num_h) for j in range(len(columns))]
     empty = (
