@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 # Absolute formats of `keras.utils.bounding_boxes.convert_format`; the
 # relative ones need the image size, which these layers do not see.

@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_segattn.layers import _recurrent
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 def _dims(x) -> list:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 def _nearest_indices(source: int, target: int) -> np.ndarray:

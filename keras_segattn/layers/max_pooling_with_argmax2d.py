@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.max_pool_with_argmax import _pooled_shape
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.max_unpool import _unpooled_shape
 from keras_segattn.ops.max_unpool import max_unpool
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops.anchors import generate_anchors

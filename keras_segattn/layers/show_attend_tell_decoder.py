@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_segattn.layers._recurrent import scan as _scan
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 ATTENTION_MODES = ("soft", "hard", "none")
 

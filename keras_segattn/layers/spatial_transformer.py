@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.affine_grid import affine_grid
 from keras_segattn.ops.attention_grid import attention_grid
 from keras_segattn.ops.grid_sample import INTERPOLATIONS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_segattn.ops.validation import check_void_label
+from keras_segattn.validation import check_void_label
 
 
 def segmentation_loss(

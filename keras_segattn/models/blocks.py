@@ -16,9 +16,9 @@ import keras
 
 from keras_segattn.initializers import BilinearUpsampling
 from keras_segattn.layers import CropToMatch
-from keras_segattn.ops import validation
-from keras_segattn.ops.validation import Tensor  # a KerasTensor here
-from keras_segattn.ops.validation import check_num_classes
+from keras_segattn import validation
+from keras_segattn.validation import Tensor  # a KerasTensor here
+from keras_segattn.validation import check_num_classes
 
 FCN_VARIANTS = ("32s", "16s", "8s")
 _FUSE_MODES = ("add", "concat")

@@ -35,7 +35,7 @@ from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.ops.anchors import num_anchors_per_location

@@ -15,7 +15,7 @@ from keras import ops
 
 from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
 from keras_segattn.models._config import ConstructorConfigMixin
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")

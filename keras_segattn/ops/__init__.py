@@ -1,6 +1,5 @@
 """Pure tensor functions (`torchvision.ops` style), one public op per file."""
 
-from keras_segattn.ops import validation
 from keras_segattn.ops.affine_grid import affine_grid
 from keras_segattn.ops.anchors import generate_anchors
 from keras_segattn.ops.anchors import num_anchors_per_location

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 Tensor = Any  # a backend tensor, KerasTensor or NumPy array
 

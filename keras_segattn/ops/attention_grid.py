@@ -7,7 +7,7 @@ from typing import Any
 
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import affine_grid
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops._boxes import check_fraction
-from keras_segattn.ops.validation import Tensor
+from keras_segattn.validation import Tensor
 
 
 def batched_nms(

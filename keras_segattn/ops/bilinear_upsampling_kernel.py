@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 def bilinear_upsampling_kernel(

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
-from keras_segattn.ops.validation import Tensor
+from keras_segattn import validation
+from keras_segattn.validation import Tensor
 
 # torchvision's `BoxCoder(bbox_xform_clip=math.log(1000.0 / 16))`: the
 # largest width/height delta, so a box grows at most 62.5 times.

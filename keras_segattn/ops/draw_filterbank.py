@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 
 
 def draw_filterbank(params, image_size, glimpse_size: int, eps: float = 1e-8):

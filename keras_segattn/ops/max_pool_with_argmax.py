@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from keras import ops
 
-from keras_segattn.ops import validation
-from keras_segattn.ops.validation import Tensor
+from keras_segattn import validation
+from keras_segattn.validation import Tensor
 
 
 def _pooled_shape(inputs_shape, pool_size: tuple[int, int]) -> tuple:

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from keras import backend
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.roi_align import _neighbourhood_table
 from keras_segattn.ops.roi_align import _prepare_boxes
 from keras_segattn.ops.roi_align import _prepare_features
 from keras_segattn.ops.roi_align import _prepare_rois
 from keras_segattn.ops.roi_align import _roi_align_gather
-from keras_segattn.ops.validation import Tensor
-from keras_segattn.ops.validation import shape_list
+from keras_segattn.validation import Tensor
+from keras_segattn.validation import shape_list
 
 
 def _pyramid_levels(spatial_scales: Sequence[float]) -> list[int]:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops._boxes import check_boxes
 from keras_segattn.ops.grid_sample import grid_sample
-from keras_segattn.ops.validation import Tensor
+from keras_segattn.validation import Tensor
 
 
 def paste_masks(

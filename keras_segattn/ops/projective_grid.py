@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _base_grid
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import _column

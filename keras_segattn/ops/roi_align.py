@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from keras import ops
 
-from keras_segattn.ops import validation
-from keras_segattn.ops.validation import Tensor
-from keras_segattn.ops.validation import shape_list
+from keras_segattn import validation
+from keras_segattn.validation import Tensor
+from keras_segattn.validation import shape_list
 
 
 class _RoIs(NamedTuple):

@@ -7,15 +7,15 @@ from typing import NamedTuple
 
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.roi_align import _divide
 from keras_segattn.ops.roi_align import _prepare_boxes
 from keras_segattn.ops.roi_align import _prepare_features
 from keras_segattn.ops.roi_align import _prepare_rois
 from keras_segattn.ops.roi_align import _restore_batch
 from keras_segattn.ops.roi_align import _RoIs
-from keras_segattn.ops.validation import Tensor
-from keras_segattn.ops.validation import shape_list
+from keras_segattn.validation import Tensor
+from keras_segattn.validation import shape_list
 
 
 class _Bins(NamedTuple):

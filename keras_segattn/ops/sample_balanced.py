@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_segattn.ops import validation
-from keras_segattn.ops.validation import Tensor
+from keras_segattn import validation
+from keras_segattn.validation import Tensor
 
 
 def sample_balanced(

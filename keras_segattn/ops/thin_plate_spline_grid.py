@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_segattn.ops import validation
+from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import _normalized_coordinates
 
