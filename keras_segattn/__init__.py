@@ -9,5 +9,5 @@ from keras_segattn import layers
 from keras_segattn import losses
 from keras_segattn import metrics
 from keras_segattn import models
-from keras_segattn import validation
 from keras_segattn import ops
+from keras_segattn import validation

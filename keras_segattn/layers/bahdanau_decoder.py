@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers import _recurrent
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
-from keras_segattn import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.layers import _roi_common
 from keras_segattn import validation
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops.box_coding import check_box_coder_weights

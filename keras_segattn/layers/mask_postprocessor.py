@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.layers import _roi_common
 from keras_segattn import validation
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops.paste_masks import paste_masks
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_segattn.layers import _roi_common
 from keras_segattn import validation
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops.multilevel_roi_align import _pyramid_levels
 from keras_segattn.ops.multilevel_roi_align import multilevel_roi_align
 

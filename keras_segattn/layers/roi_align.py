@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_segattn import validation
 from keras_segattn.layers import _roi_common
 from keras_segattn.layers._roi_common import BOUNDING_BOX_FORMATS  # noqa: F401
-from keras_segattn import validation
 from keras_segattn.ops.roi_align import roi_align as roi_align_op
 
 

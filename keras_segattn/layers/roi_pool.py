@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_segattn.layers import _roi_common
 from keras_segattn import validation
+from keras_segattn.layers import _roi_common
 from keras_segattn.ops.roi_pool import roi_pool as roi_pool_op
 
 

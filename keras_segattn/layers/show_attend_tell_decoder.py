@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers._recurrent import scan as _scan
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
-from keras_segattn import validation
 
 ATTENTION_MODES = ("soft", "hard", "none")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import keras
 
-from keras_segattn.models.blocks import apply_conv_block
 from keras_segattn import validation
+from keras_segattn.models.blocks import apply_conv_block
 
 VGG_SMALL = "vgg_small"
 VGG_SMALL_SKIP_LAYER_NAMES = ("block3_pool", "block4_pool")

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_segattn import validation
 from keras_segattn.initializers import BilinearUpsampling
 from keras_segattn.layers import CropToMatch
-from keras_segattn import validation
 from keras_segattn.validation import Tensor  # a KerasTensor here
 from keras_segattn.validation import check_num_classes
 

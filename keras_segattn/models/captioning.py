@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers.show_attend_tell_decoder import ATTENTION_MODES
 from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder
 from keras_segattn.models._config import ConstructorConfigMixin
-from keras_segattn import validation
 
 
 def build_caption_encoder(

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers._recurrent import scan as _scan
 from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.models._config import ConstructorConfigMixin
-from keras_segattn import validation
 
 
 def initial_read_params(image_size, read_size: int) -> list[float]:

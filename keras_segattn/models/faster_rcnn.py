@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers import _roi_common
 from keras_segattn.layers.detection_postprocessor import DetectionPostprocessor
 from keras_segattn.layers.feature_pyramid import FeaturePyramid
@@ -35,7 +36,6 @@ from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
-from keras_segattn import validation
 from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.ops.anchors import num_anchors_per_location

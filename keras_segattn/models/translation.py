@@ -13,9 +13,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_segattn import validation
 from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
 from keras_segattn.models._config import ConstructorConfigMixin
-from keras_segattn import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
