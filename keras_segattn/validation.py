@@ -1,12 +1,17 @@
-"""Shared static input checks for ops and layers.
+"""Shared argument checks for every package: ops, layers, models, data, export.
 
-Plays the role of torchvision's `ops/_utils.py`: every op and layer validates
-its Python arguments and static shapes here, raising `ValueError` (or
-`TypeError`) that names the argument, the expectation and what was received.
-Only static shapes and Python values are read, so the checks run while a
-functional graph is built and add nothing to the compiled computation.
-The module also holds the `Tensor` alias and `shape_list`, which the ops
-share.
+The one home of the package's argument validation, in the role of
+torchvision's `ops/_utils.py`: ops and layers check their Python arguments
+and static shapes here, and so do the models, the `data/` loaders and the
+`export/` functions, raising `ValueError` (or `TypeError`) that names the
+argument, the expectation and what was received. Only static shapes and
+Python values are read (`check_roi_box_values` excepted, see its
+docstring), so the checks run while a functional graph is built and add
+nothing to the compiled computation. The module also holds the `Tensor`
+alias and `shape_list`, which the ops share.
+
+It imports only keras, NumPy and the standard library, never another module
+of the package, so `data/` can use it without importing models or layers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from keras import ops
 
 Tensor = Any  # a backend tensor, KerasTensor or NumPy array
@@ -119,9 +125,44 @@ def check_integer(dtype, name: str) -> None:
     _check_dtype_kind(dtype, name, "int", "an integer dtype")
 
 
+def _is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools."""
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_int(
+    value, name: str, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Returns `int(value)` or raises `ValueError` unless `value` is an
+    integer (Python or NumPy, not a bool) in [minimum, maximum].
+
+    Either bound may be None (unbounded on that side).
+    """
+    if (
+        not _is_int(value)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        if minimum is not None and maximum is not None:
+            expected = f"an integer in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            expected = f"an integer >= {minimum}"
+        elif maximum is not None:
+            expected = f"an integer <= {maximum}"
+        else:
+            expected = "an integer"
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {expected}. "
+            f"Received: {name}={value!r}."
+        )
+    return int(value)
+
+
 def check_positive_int(value, name: str) -> int:
-    """Returns `int(value)` or raises `ValueError` unless it is > 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """Returns `int(value)` or raises `ValueError` unless an integer > 0."""
+    if not _is_int(value) or value <= 0:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a strictly "
             f"positive integer. Received: {name}={value!r}."
@@ -129,20 +170,33 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def check_int(value, name: str, minimum: int | None = None) -> int:
-    """Returns `int(value)` or raises `ValueError` unless an int (not a bool)
-    and, when `minimum` is given, at least `minimum`."""
+def check_non_negative_int(value, name: str) -> int:
+    """Returns `int(value)` or raises `ValueError` unless an integer >= 0."""
+    return check_int(value, name, minimum=0)
+
+
+def check_optional_int(value, name: str) -> int | None:
+    """Returns None for None, else `check_int(value, name)`."""
+    return None if value is None else check_int(value, name)
+
+
+def check_version(version, name: str = "version") -> int:
+    """Returns an export version or raises `ValueError` unless an int >= 1.
+
+    TF Serving loads `export_dir/<version>/` and only numbers its versions
+    from 1.
+    """
     if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or (minimum is not None and value < minimum)
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or (version < 1)
     ):
-        expected = "an int" if minimum is None else f"an integer >= {minimum}"
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={value!r}."
+            f"Invalid value for argument `{name}`. Expected a strictly "
+            f"positive integer (TF Serving's version directory). "
+            f"Received: {name}={version!r}."
         )
-    return int(value)
+    return version
 
 
 def check_num_classes(num_classes) -> int:
@@ -170,6 +224,12 @@ def check_one_of(value, allowed: Sequence, name: str):
             f"{list(allowed)}. Received: {name}={value!r}."
         )
     return value
+
+
+def check_split(split, allowed: Sequence[str]) -> str:
+    """Returns `split` or raises `ValueError` unless it is in `allowed`
+    (`check_one_of` for a data loader's `split` argument)."""
+    return check_one_of(split, allowed, "split")
 
 
 def _standardize_pair(
@@ -306,6 +366,50 @@ def check_positive_float(value, name: str) -> float:
     return value_f
 
 
+def check_non_negative_float(value, name: str) -> float:
+    """Returns `float(value)` or raises `ValueError` unless finite and >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value < float("inf")
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a finite number "
+            f">= 0. Received: {name}={value!r}."
+        )
+    return float(value)
+
+
+def check_fraction(value, name: str) -> float:
+    """Returns `float(value)` or raises `ValueError` unless in [0, 1]
+    (an IoU threshold, a score threshold, a positive fraction)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a number in "
+            f"[0, 1]. Received: {name}={value!r}."
+        )
+    return float(value)
+
+
+def check_rate(value, name: str = "dropout") -> float:
+    """Returns `float(value)` or raises `ValueError` unless in [0, 1)
+    (a dropout rate, an overlap or held-out fraction that cannot be 1)."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0.0 <= value < 1.0
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a float in "
+            f"[0, 1). Received: {name}={value!r}."
+        )
+    return float(value)
+
+
 def check_sampling_ratio(value, name: str = "sampling_ratio") -> int:
     """Returns the RoIAlign sampling ratio or raises a `ValueError`.
 
@@ -339,8 +443,6 @@ def check_roi_box_values(
             infinite, x2 < x1 or y2 < y1, or (flat form) a batch index is
             not an integer in [0, num_images).
     """
-    import numpy as np
-
     try:
         values = np.asarray(boxes, dtype="float64")
     except (TypeError, ValueError, NotImplementedError, AttributeError):

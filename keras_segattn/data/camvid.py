@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
-from keras_segattn.data._checks import check_split
 from keras_segattn.data.segmentation import load_segmentation_directory
+from keras_segattn.validation import check_split
 
 PathLike = str | os.PathLike
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_segattn.data._checks import check_positive_int
+from keras_segattn.validation import check_positive_int
 
 PathLike = str | os.PathLike
 

@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_segattn.data._checks import check_int
+from keras_segattn.validation import check_int
+from keras_segattn.validation import check_rate
 
 SCENE_KEYS = ("images", "boxes", "classes", "masks")
 DIGIT_SIZE = 28
@@ -132,11 +133,7 @@ def make_digit_scene_arrays(
             f"high with {DIGIT_SIZE} * high <= image_size={image_size}. "
             f"Received: scale_range={tuple(scale_range)!r}."
         )
-    if not 0.0 <= max_overlap < 1.0:
-        raise ValueError(
-            "Invalid value for argument `max_overlap`. Expected a float in "
-            f"[0, 1). Received: max_overlap={max_overlap!r}."
-        )
+    check_rate(max_overlap, "max_overlap")
 
     rng = np.random.default_rng(seed)
     images = np.zeros((num_examples, image_size, image_size), np.uint8)

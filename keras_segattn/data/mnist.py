@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_segattn.data._checks import check_non_negative_int
-from keras_segattn.data._checks import check_positive_int
-from keras_segattn.data._checks import check_split
+from keras_segattn.validation import check_non_negative_int
+from keras_segattn.validation import check_positive_int
+from keras_segattn.validation import check_split
 
 PathLike = str | os.PathLike
 

@@ -24,10 +24,11 @@ from typing import Literal
 
 import tensorflow as tf
 
-from keras_segattn.data._checks import check_split
 from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
 from keras_segattn.data.segmentation import load_segmentation_directory
 from keras_segattn.data.segmentation import prepare_segmentation_dataset
+from keras_segattn.validation import check_rate
+from keras_segattn.validation import check_split
 
 PathLike = str | os.PathLike
 
@@ -83,15 +84,7 @@ def list_oxford_pets(
             an empty split.
     """
     check_split(split, _SPLITS)
-    if isinstance(validation_fraction, bool) or not (
-        isinstance(validation_fraction, (int, float))
-        and 0.0 <= validation_fraction < 1.0
-    ):
-        raise ValueError(
-            "Invalid value for argument `validation_fraction`. Expected a "
-            "float in [0, 1). Received: "
-            f"validation_fraction={validation_fraction!r}"
-        )
+    check_rate(validation_fraction, "validation_fraction")
     data_dir = Path(data_dir)
     if not (data_dir / "images").is_dir():
         raise ValueError(

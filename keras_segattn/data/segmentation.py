@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_segattn.data._checks import check_optional_int
-from keras_segattn.data._checks import check_positive_int
+from keras_segattn.validation import check_optional_int
+from keras_segattn.validation import check_positive_int
 
 Tensor = tf.Tensor
 PathLike = str | os.PathLike

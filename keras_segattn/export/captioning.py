@@ -24,7 +24,6 @@ import tensorflow as tf
 from keras_segattn.data.text import END_TOKEN
 from keras_segattn.data.text import START_TOKEN
 from keras_segattn.export.serving import SERVING_KEY
-from keras_segattn.export.serving import _check_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.export.translation import BEAM_SERVING_KEY
 from keras_segattn.export.translation import decoded_to_text
@@ -33,6 +32,7 @@ from keras_segattn.export.translation import outputs_or_empty
 from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.translation import beam_search_decode
 from keras_segattn.models.translation import greedy_decode
+from keras_segattn.validation import check_version
 
 
 class CaptioningServingModule(tf.Module):
@@ -151,7 +151,7 @@ def export_captioner_for_serving(
     Returns:
         The path of the written version directory.
     """
-    version = _check_version(version)
+    version = check_version(version)
     module = CaptioningServingModule(
         model, vocabulary, max_output_length, beam_width, length_penalty
     )

@@ -15,9 +15,9 @@ import keras
 import tensorflow as tf
 
 from keras_segattn.export.serving import SERVING_KEY
-from keras_segattn.export.serving import _check_version
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_warmup_requests
+from keras_segattn.validation import check_version
 
 FLOAT_SERVING_KEY = "serving_float32"
 
@@ -135,7 +135,7 @@ def export_classifier_for_serving(
             [B, H, W, C] with static H, W, C, or outputs without
             `probabilities`.
     """
-    version = _check_version(version)
+    version = check_version(version)
     image_shape = static_image_shape(model)
     _output_specs(model)
     serve = make_classifier_serving_fn(model, image_shape)

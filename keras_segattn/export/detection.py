@@ -17,9 +17,10 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_segattn.export.serving import _check_version
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
+from keras_segattn.validation import check_non_negative_int
+from keras_segattn.validation import check_version
 
 DETECTION_OUTPUTS = (
     "detection_boxes",
@@ -190,16 +191,8 @@ def export_detector_for_serving(
         ValueError: for a bad version or a model without a static input
             size or without the detection outputs.
     """
-    version = _check_version(version)
-    if (
-        isinstance(label_offset, bool)
-        or not isinstance(label_offset, int)
-        or label_offset < 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `label_offset`. Expected an int >= "
-            f"0. Received: label_offset={label_offset!r}."
-        )
+    version = check_version(version)
+    label_offset = check_non_negative_int(label_offset, "label_offset")
     image_shape, _ = _detector_specs(model)
     serve = make_detection_serving_fn(
         model, getattr(model, "bounding_box_format", "yxyx"), label_offset

@@ -18,21 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_segattn import validation
+
 SERVING_KEY = "serving_default"
-
-
-def _check_version(version) -> int:
-    if (
-        isinstance(version, bool)
-        or not isinstance(version, int)
-        or (version < 1)
-    ):
-        raise ValueError(
-            "Invalid value for argument `version`. Expected a strictly "
-            f"positive integer (TF Serving's version directory). "
-            f"Received: version={version!r}."
-        )
-    return version
 
 
 def static_image_shape(model: keras.Model, kind: str = "a model") -> tuple:
@@ -49,24 +37,6 @@ def static_image_shape(model: keras.Model, kind: str = "a model") -> tuple:
             f"Received: a model with input shape {input_shape}."
         )
     return input_shape[1:]
-
-
-def _check_size(size, name):
-    if size is None:
-        return None
-    if isinstance(size, int):
-        size = (size, size)
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in size)
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected None or a pair "
-            f"of strictly positive ints (height, width). "
-            f"Received: {name}={size!r}."
-        )
-    return (int(size[0]), int(size[1]))
 
 
 def make_segmentation_serving_fn(
@@ -92,7 +62,10 @@ def make_segmentation_serving_fn(
         `masks` int32 [B, H, W] and `probabilities` float32
         [B, H, W, num_classes].
     """
-    inference_size = _check_size(inference_size, "inference_size")
+    if inference_size is not None:
+        inference_size = validation.standardize_size(
+            inference_size, "inference_size"
+        )
     offset = int(label_offset)
     num_classes = model.outputs[0].shape[-1]
 
@@ -247,7 +220,7 @@ def write_serving_archive(
     Returns:
         The path of the written version directory.
     """
-    version = _check_version(version)
+    version = validation.check_version(version)
     # A plain `tf.Module` rather than `keras.export.ExportArchive`: in Keras
     # 3.15 the archive checkpoints every variable twice (the Keras variables
     # and the `tf.Variable`s they wrap), doubling the SavedModel. Tracking
@@ -318,7 +291,7 @@ def export_for_serving(
         ValueError: for an unknown task, a bad version or inference size, or a
             model whose input is not [B, H, W, 3].
     """
-    version = _check_version(version)
+    version = validation.check_version(version)
     if task != "segmentation":
         raise ValueError(
             "Invalid value for argument `task`. Expected one of "

@@ -9,10 +9,10 @@ from keras import ops
 
 from keras_segattn import validation
 from keras_segattn.layers import _roi_common
-from keras_segattn.ops._boxes import check_fraction
-from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops.box_coding import check_box_coder_weights
 from keras_segattn.ops.postprocess_detections import postprocess_detections
+from keras_segattn.validation import check_fraction
+from keras_segattn.validation import check_non_negative_float
 
 DETECTION_KEYS = (
     "detection_boxes",

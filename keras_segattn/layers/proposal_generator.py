@@ -8,12 +8,12 @@ import keras
 from keras import ops
 
 from keras_segattn import validation
-from keras_segattn.ops._boxes import check_fraction
-from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops.anchors import generate_anchors
 from keras_segattn.ops.anchors import num_anchors_per_location
 from keras_segattn.ops.generate_proposals import _flatten_head_output
 from keras_segattn.ops.generate_proposals import generate_proposals
+from keras_segattn.validation import check_fraction
+from keras_segattn.validation import check_non_negative_float
 
 
 def _is_nested(anchor_sizes) -> bool:

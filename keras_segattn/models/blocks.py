@@ -363,11 +363,7 @@ def apply_fcn_decoder(
     """
     num_classes = check_num_classes(num_classes)
     variant = check_fcn_variant(variant)
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(
-            "Invalid value for argument `dropout`. Expected a float in "
-            f"[0, 1). Received: dropout={dropout!r}."
-        )
+    validation.check_rate(dropout, "dropout")
     pool3, pool4 = _standardize_fcn_skips(skips, variant)
     validation.check_rank(final_features, 4, "final_features")
 

@@ -84,11 +84,7 @@ class Seq2SeqTranslator(ConstructorConfigMixin, keras.Model):
                 ("readout_units", readout_units, 1),
             )
         }
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(
-                "Invalid value for argument `dropout`. Expected a float in "
-                f"[0, 1). Received: dropout={dropout!r}."
-            )
+        validation.check_rate(dropout, "dropout")
 
         # === Layers ===
         source_embedding = keras.layers.Embedding(

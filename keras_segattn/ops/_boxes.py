@@ -1,6 +1,6 @@
-"""Box helpers and argument checks shared by the detection ops.
+"""Box helpers and box-shape checks shared by the detection ops.
 
-The detection counterpart of `validation.py` (torchvision's
+The detection counterpart of `keras_segattn.validation` (torchvision's
 `ops/boxes.py` helpers `clip_boxes_to_image` and `remove_small_boxes`,
 as static-shape masks). Boxes are (x1, y1, x2, y2) absolute pixels; a box
 whose four coordinates are -1 is padding.
@@ -14,6 +14,11 @@ from keras import ops
 
 from keras_segattn import validation
 from keras_segattn.validation import Tensor
+
+# Re-exports kept for models/faster_rcnn.py until its rewrite lands; new
+# code imports these checks from keras_segattn.validation.
+from keras_segattn.validation import check_fraction  # noqa: F401
+from keras_segattn.validation import check_non_negative_float  # noqa: F401
 
 
 def is_padding_box(boxes: Tensor) -> Tensor:
@@ -37,34 +42,6 @@ def box_is_large_enough(boxes: Tensor, min_size: float) -> Tensor:
     widths = boxes[..., 2] - boxes[..., 0]
     heights = boxes[..., 3] - boxes[..., 1]
     return ops.logical_and(widths >= min_size, heights >= min_size)
-
-
-def check_fraction(value, name: str) -> float:
-    """Returns `value` as a float in [0, 1] or raises `ValueError`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0.0 <= value <= 1.0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a number in "
-            f"[0, 1]. Received: {name}={value!r}."
-        )
-    return float(value)
-
-
-def check_non_negative_float(value, name: str) -> float:
-    """Returns `value` as a float >= 0 or raises `ValueError`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0.0 <= value < float("inf")
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a finite number "
-            f">= 0. Received: {name}={value!r}."
-        )
-    return float(value)
 
 
 def check_boxes(boxes, name: str, ranks=(3,)) -> tuple:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_segattn import validation
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.validation import Tensor
 
 
 def _coordinate_dtype(x) -> str:

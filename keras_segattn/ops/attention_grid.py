@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from keras import ops
 
 from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import affine_grid
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.validation import Tensor
 
 
 def attention_grid(

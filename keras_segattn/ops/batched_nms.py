@@ -6,8 +6,8 @@ import tensorflow as tf
 from keras import ops
 
 from keras_segattn import validation
-from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.validation import Tensor
+from keras_segattn.validation import check_fraction
 
 
 def batched_nms(

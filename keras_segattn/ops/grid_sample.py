@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import numpy as np
 from keras import ops
 
 from keras_segattn import validation
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.validation import Tensor
 
 INTERPOLATIONS = ("bilinear", "nearest")
 PADDING_MODES = ("zeros", "border", "reflection")

@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from keras_segattn.ops._boxes import check_boxes
-from keras_segattn.ops._boxes import check_fraction
 from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.validation import Tensor
+from keras_segattn.validation import check_fraction
 
 # Values of a match that is not a ground-truth index (torchvision's
 # `Matcher.BELOW_LOW_THRESHOLD` and `Matcher.BETWEEN_THRESHOLDS`).

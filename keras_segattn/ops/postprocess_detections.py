@@ -9,13 +9,13 @@ from keras import ops
 from keras_segattn import validation
 from keras_segattn.ops._boxes import box_is_large_enough
 from keras_segattn.ops._boxes import check_boxes
-from keras_segattn.ops._boxes import check_fraction
-from keras_segattn.ops._boxes import check_non_negative_float
 from keras_segattn.ops._boxes import clip_boxes_to_image
 from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.ops.batched_nms import batched_nms
 from keras_segattn.ops.box_coding import decode_boxes
 from keras_segattn.validation import Tensor
+from keras_segattn.validation import check_fraction
+from keras_segattn.validation import check_non_negative_float
 
 
 def postprocess_detections(

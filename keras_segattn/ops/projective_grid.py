@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 from keras import ops
@@ -12,8 +11,7 @@ from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _base_grid
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import _column
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.validation import Tensor
 
 # |denominator| is kept at least this large (with its sign), so points
 # mapped to infinity get huge, finite coordinates (sampled as padding) and

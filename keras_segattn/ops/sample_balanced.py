@@ -55,16 +55,7 @@ def sample_balanced(
         TypeError: if `labels` is not an integer tensor.
     """
     num_samples = validation.check_positive_int(num_samples, "num_samples")
-    if (
-        isinstance(positive_fraction, bool)
-        or not isinstance(positive_fraction, (int, float))
-        or not 0.0 <= positive_fraction <= 1.0
-    ):
-        raise ValueError(
-            "Invalid value for argument `positive_fraction`. Expected a "
-            "number in [0, 1]. Received: "
-            f"positive_fraction={positive_fraction!r}."
-        )
+    validation.check_fraction(positive_fraction, "positive_fraction")
     shape = validation.check_rank(labels, 2, "labels")
     if shape[1] is None:
         raise ValueError(

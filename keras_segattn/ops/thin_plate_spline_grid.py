@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 import numpy as np
@@ -12,8 +11,7 @@ from keras import ops
 from keras_segattn import validation
 from keras_segattn.ops.affine_grid import _check_parameters
 from keras_segattn.ops.affine_grid import _normalized_coordinates
-
-Tensor = Any  # a backend tensor, KerasTensor or NumPy array
+from keras_segattn.validation import Tensor
 
 
 def _tps_kernel(squared_distance: np.ndarray) -> np.ndarray:
