@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.models.draw import DRAW  # noqa: E402
 
 from _common import check_compiled  # noqa: E402
@@ -84,7 +85,7 @@ def binarise(digits) -> np.ndarray:
 
 def load_splits(args):
     if args.smoke:
-        digits, _ = mnist.make_synthetic_digits(256, seed=args.seed)
+        digits, _ = synthetic_digits.make_synthetic_digits(256, seed=args.seed)
         digits = np.asarray(digits).reshape(-1, 28, 28)
         return binarise(digits[:192]), binarise(digits[192:])
     train, _ = mnist.load_mnist_arrays(args.data_dir, "train")

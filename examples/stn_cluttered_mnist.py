@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_segattn import export  # noqa: E402
 from keras_segattn import layers  # noqa: E402
-from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import cluttered_mnist  # noqa: E402
 
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
@@ -217,17 +217,17 @@ def _datasets(args):
             data_dir=args.data_dir, validation_size=args.validation_size
         )
         batch = args.batch_size
-    train = mnist.load_cluttered_mnist(
+    train = cluttered_mnist.load_cluttered_mnist(
         split="train",
         batch_size=batch,
         seed=args.seed,
         max_shift=args.max_shift,
         **kwargs,
     )
-    validation = mnist.load_cluttered_mnist(
+    validation = cluttered_mnist.load_cluttered_mnist(
         split="validation", batch_size=batch, drop_remainder=False, **kwargs
     )
-    test_images, test_labels = mnist.load_cluttered_mnist_arrays(
+    test_images, test_labels = cluttered_mnist.load_cluttered_mnist_arrays(
         split="test", **kwargs
     )
     return train, validation, (test_images, test_labels)

@@ -41,14 +41,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_segattn import layers  # noqa: E402
-from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import mnist_addition  # noqa: E402
 
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 
-NUM_CLASSES = mnist.MNIST_ADDITION_NUM_CLASSES
+NUM_CLASSES = mnist_addition.MNIST_ADDITION_NUM_CLASSES
 # Initial crops (flat affine theta): a 0.6-wide square on each half.
 INITIAL_THETAS = (
     (0.6, 0.0, -0.4, 0.0, 0.6, 0.0),
@@ -182,7 +182,7 @@ def build_addition_model(
 
 def _datasets(args):
     if args.smoke:
-        make = mnist.make_synthetic_mnist_addition
+        make = mnist_addition.make_synthetic_mnist_addition
         return (
             make(64, args.canvas_size, seed=0, batch_size=16, shuffle=True),
             make(32, args.canvas_size, seed=1, batch_size=16),
@@ -195,16 +195,16 @@ def _datasets(args):
         seed=args.seed,
     )
     return (
-        mnist.load_mnist_addition(
+        mnist_addition.load_mnist_addition(
             split="train", num_examples=args.num_train, **common
         ),
-        mnist.load_mnist_addition(
+        mnist_addition.load_mnist_addition(
             split="validation",
             num_examples=args.num_validation,
             drop_remainder=False,
             **common,
         ),
-        mnist.load_mnist_addition(
+        mnist_addition.load_mnist_addition(
             split="test",
             num_examples=args.num_test,
             drop_remainder=False,

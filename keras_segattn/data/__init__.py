@@ -16,6 +16,15 @@ from keras_segattn.data.camvid import load_camvid
 from keras_segattn.data.captions import SPECIAL_TOKENS
 from keras_segattn.data.captions import CaptionVocabulary
 from keras_segattn.data.captions import caption_words
+from keras_segattn.data.cluttered_mnist import CLUTTERED_MNIST_FILE
+from keras_segattn.data.cluttered_mnist import CLUTTERED_MNIST_IMAGE_SIZE
+from keras_segattn.data.cluttered_mnist import CLUTTERED_MNIST_SAMPLE_FILE
+from keras_segattn.data.cluttered_mnist import load_cluttered_mnist
+from keras_segattn.data.cluttered_mnist import load_cluttered_mnist_arrays
+from keras_segattn.data.cluttered_mnist import make_synthetic_cluttered_mnist
+from keras_segattn.data.cluttered_mnist import (
+    make_synthetic_cluttered_mnist_arrays,
+)
 from keras_segattn.data.coco import load_coco_captions
 from keras_segattn.data.coco import load_coco_instance_arrays
 from keras_segattn.data.coco import load_coco_instances
@@ -30,22 +39,14 @@ from keras_segattn.data.digit_scenes import load_digit_scene_arrays
 from keras_segattn.data.digit_scenes import make_digit_scene_arrays
 from keras_segattn.data.digit_scenes import make_digit_scene_dataset
 from keras_segattn.data.digit_scenes import make_synthetic_digit_scenes
-from keras_segattn.data.mnist import CLUTTERED_MNIST_FILE
-from keras_segattn.data.mnist import CLUTTERED_MNIST_IMAGE_SIZE
-from keras_segattn.data.mnist import CLUTTERED_MNIST_SAMPLE_FILE
-from keras_segattn.data.mnist import MNIST_ADDITION_NUM_CLASSES
 from keras_segattn.data.mnist import MNIST_FILE
 from keras_segattn.data.mnist import MNIST_TEST_POOL_START
-from keras_segattn.data.mnist import load_cluttered_mnist
-from keras_segattn.data.mnist import load_cluttered_mnist_arrays
 from keras_segattn.data.mnist import load_mnist
-from keras_segattn.data.mnist import load_mnist_addition
 from keras_segattn.data.mnist import load_mnist_arrays
-from keras_segattn.data.mnist import make_mnist_addition_arrays
-from keras_segattn.data.mnist import make_synthetic_cluttered_mnist
-from keras_segattn.data.mnist import make_synthetic_cluttered_mnist_arrays
-from keras_segattn.data.mnist import make_synthetic_digits
-from keras_segattn.data.mnist import make_synthetic_mnist_addition
+from keras_segattn.data.mnist_addition import MNIST_ADDITION_NUM_CLASSES
+from keras_segattn.data.mnist_addition import load_mnist_addition
+from keras_segattn.data.mnist_addition import make_mnist_addition_arrays
+from keras_segattn.data.mnist_addition import make_synthetic_mnist_addition
 from keras_segattn.data.oxford_pets import PETS_CLASS_NAMES
 from keras_segattn.data.oxford_pets import PETS_LABEL_MAP
 from keras_segattn.data.oxford_pets import PETS_LABEL_OFFSET
@@ -55,9 +56,8 @@ from keras_segattn.data.oxford_pets import load_oxford_pets
 from keras_segattn.data.oxford_pets import load_tfds_oxford_pets
 from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
 from keras_segattn.data.segmentation import MASK_EXTENSIONS
+from keras_segattn.data.segmentation import SegmentationPipelineOptions
 from keras_segattn.data.segmentation import load_segmentation_directory
-from keras_segattn.data.segmentation import make_synthetic_segmentation
-from keras_segattn.data.segmentation import make_synthetic_segmentation_arrays
 from keras_segattn.data.segmentation import prepare_segmentation_dataset
 from keras_segattn.data.spa_eng import DEFAULT_BUCKET_BOUNDARIES
 from keras_segattn.data.spa_eng import SPA_ENG_FILE
@@ -68,6 +68,13 @@ from keras_segattn.data.spa_eng import make_text_vectorizer
 from keras_segattn.data.spa_eng import make_translation_dataset
 from keras_segattn.data.spa_eng import split_translation_pairs
 from keras_segattn.data.spa_eng import vectorize_pairs
+from keras_segattn.data.synthetic_digits import make_synthetic_digits
+from keras_segattn.data.synthetic_segmentation import (
+    make_synthetic_segmentation,
+)
+from keras_segattn.data.synthetic_segmentation import (
+    make_synthetic_segmentation_arrays,
+)
 from keras_segattn.data.text import END_TOKEN
 from keras_segattn.data.text import START_TOKEN
 from keras_segattn.data.text import TextStandardizer

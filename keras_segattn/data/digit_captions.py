@@ -118,7 +118,7 @@ def make_synthetic_digit_captions(
     num_examples: int = 64, seed: int = 0, **kwargs
 ) -> tuple[np.ndarray, list[str]]:
     """The task from seven-segment digits (no data files needed)."""
-    from keras_segattn.data.mnist import make_synthetic_digits
+    from keras_segattn.data.synthetic_digits import make_synthetic_digits
 
     images, labels = make_synthetic_digits(200, size=CELL, seed=seed)
     return make_digit_caption_arrays(

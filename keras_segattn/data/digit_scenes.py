@@ -228,7 +228,7 @@ def make_synthetic_digit_scenes(
     num_examples: int = 16, seed: int = 0, **kwargs
 ) -> dict[str, np.ndarray]:
     """The task from seven-segment digits (no data files needed)."""
-    from keras_segattn.data.mnist import make_synthetic_digits
+    from keras_segattn.data.synthetic_digits import make_synthetic_digits
 
     digits, labels = make_synthetic_digits(100, size=DIGIT_SIZE, seed=seed)
     return make_digit_scene_arrays(

@@ -1,3 +1,5 @@
+import dataclasses
+import inspect
 import re
 
 import numpy as np
@@ -440,3 +442,74 @@ def test_synthetic_segmentation():
         data.make_synthetic_segmentation_arrays(2, num_classes=0)
     with pytest.raises(ValueError, match="image_size"):
         data.make_synthetic_segmentation_arrays(2, image_size=None)
+
+
+def test_options_give_the_same_pipeline_as_keywords(tmp_path):
+    image_dir, mask_dir, _ = _write_dataset(tmp_path, list("abcd"))
+    keywords = dict(
+        image_size=16, batch_size=2, training=True, seed=5, deterministic=True
+    )
+    options = data.SegmentationPipelineOptions(**keywords)
+    assert options.image_size == (16, 16)  # standardised on construction
+    from_keywords = _collect(
+        data.load_segmentation_directory(image_dir, mask_dir, **keywords)
+    )
+    from_options = _collect(
+        data.load_segmentation_directory(image_dir, mask_dir, options=options)
+    )
+    for (x1, m1), (x2, m2) in zip(from_keywords, from_options, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(m1, m2)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((4, 6, 5, 3), np.uint8), np.ones((4, 6, 5), np.uint8))
+    )
+    evaluation = dataclasses.replace(options, training=False)
+    (images, masks), _ = _collect(
+        data.prepare_segmentation_dataset(pairs, options=evaluation)
+    )
+    assert images.shape == (2, 16, 16, 3) and masks.shape == (2, 16, 16)
+
+
+def test_options_and_keywords_do_not_mix(tmp_path):
+    image_dir, mask_dir, _ = _write_dataset(tmp_path, ["a", "b"])
+    options = data.SegmentationPipelineOptions(batch_size=1)
+    with pytest.raises(ValueError, match=r"not both.*image_size=\(8, 8\)"):
+        data.load_segmentation_directory(
+            image_dir, mask_dir, image_size=(8, 8), options=options
+        )
+    with pytest.raises(ValueError, match="training=True"):
+        data.prepare_segmentation_dataset(
+            tf.data.Dataset.range(1), training=True, options=options
+        )
+    with pytest.raises(ValueError, match="Received: options="):
+        data.load_segmentation_directory(
+            image_dir, mask_dir, options={"batch_size": 1}
+        )
+    # Keyword arguments left at their defaults are fine.
+    data.load_segmentation_directory(
+        image_dir, mask_dir, batch_size=8, options=options
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"image_size": 0}, "image_size=0"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"seed": "x"}, "seed="),
+        ({"void_label": 1.5}, "void_label="),
+    ],
+)
+def test_options_are_checked_on_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.SegmentationPipelineOptions(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [data.load_segmentation_directory, data.prepare_segmentation_dataset],
+)
+def test_loader_defaults_match_the_options_defaults(loader):
+    parameters = inspect.signature(loader).parameters
+    for field in dataclasses.fields(data.SegmentationPipelineOptions):
+        assert parameters[field.name].default == field.default, field.name
