@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from keras_segattn.data.text import END_TOKEN
 from keras_segattn.data.text import START_TOKEN
+from keras_segattn.decoding import beam_search_decode
+from keras_segattn.decoding import greedy_decode
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.export.translation import BEAM_SERVING_KEY
@@ -30,8 +32,6 @@ from keras_segattn.export.translation import decoded_to_text
 from keras_segattn.export.translation import display_words_for
 from keras_segattn.export.translation import outputs_or_empty
 from keras_segattn.models.captioning import ShowAttendTellCaptioner
-from keras_segattn.models.translation import beam_search_decode
-from keras_segattn.models.translation import greedy_decode
 from keras_segattn.validation import check_version
 
 

@@ -35,11 +35,11 @@ from keras_segattn.data.text import END_TOKEN
 from keras_segattn.data.text import START_TOKEN
 from keras_segattn.data.text import TextStandardizer
 from keras_segattn.data.text import detokenize
+from keras_segattn.decoding import beam_search_decode
+from keras_segattn.decoding import greedy_decode
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.models.translation import Seq2SeqTranslator
-from keras_segattn.models.translation import beam_search_decode
-from keras_segattn.models.translation import greedy_decode
 from keras_segattn.validation import check_version
 
 BEAM_SERVING_KEY = "serving_beam"

@@ -1,5 +1,8 @@
 """Public API of this subpackage; see its modules."""
 
+from keras_segattn.decoding import beam_search_decode
+from keras_segattn.decoding import greedy_decode
+from keras_segattn.layers.draw_core import DrawCore
 from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
 from keras_segattn.models.backbones import build_vgg_small_backbone
 from keras_segattn.models.backbones import get_backbone
@@ -12,7 +15,6 @@ from keras_segattn.models.captioning import build_caption_encoder
 from keras_segattn.models.deconvnet import DeconvNet
 from keras_segattn.models.deconvnet import SegNet
 from keras_segattn.models.draw import DRAW
-from keras_segattn.models.draw import DrawCore
 from keras_segattn.models.faster_rcnn import FasterRCNN
 from keras_segattn.models.faster_rcnn import build_feature_backbone
 from keras_segattn.models.faster_rcnn import build_pyramid_backbone
@@ -21,5 +23,3 @@ from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
 from keras_segattn.models.translation import Seq2SeqTranslator
-from keras_segattn.models.translation import beam_search_decode
-from keras_segattn.models.translation import greedy_decode

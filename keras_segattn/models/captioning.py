@@ -8,8 +8,8 @@ calls inside `fit`, adds the paper's terms to the masked cross-entropy:
 the doubly stochastic attention penalty and, for hard attention, the
 REINFORCE estimator with a moving-average baseline and an entropy bonus.
 It has the step-decoding interface (`encode`, `decode_step`) of
-`Seq2SeqTranslator`, so `greedy_decode` and `beam_search_decode` caption
-with it too.
+`Seq2SeqTranslator`, so `keras_segattn.decoding.greedy_decode` and
+`beam_search_decode` caption with it too.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
         )
         return self.get_metrics_result()
 
-    # === Step decoding (greedy_decode / beam_search_decode) ===
+    # === Step decoding (keras_segattn.decoding) ===
 
     def encode(self, images):
         """Annotations, their attention keys and `[h_0; c_0]` of images."""

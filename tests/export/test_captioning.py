@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.data import CAPTION_VOCABULARY
+from keras_segattn.decoding import greedy_decode
 from keras_segattn.export import BEAM_SERVING_KEY
 from keras_segattn.export import export_captioner_for_serving
 from keras_segattn.models import ShowAttendTellCaptioner
-from keras_segattn.models import greedy_decode
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run

@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from keras_segattn.data import spa_eng
 from keras_segattn.data import text as text_lib
+from keras_segattn.decoding import greedy_decode
 from keras_segattn.export import BEAM_SERVING_KEY
 from keras_segattn.export import TranslationServingModule
 from keras_segattn.export import export_translator_for_serving
 from keras_segattn.models import Seq2SeqTranslator
-from keras_segattn.models import greedy_decode
 from tests.export.helpers import run_with_v1_loader
 from tests.export.helpers import saved_model_cli
 from tests.export.helpers import saved_model_cli_run

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_segattn.decoding import beam_search_decode
+from keras_segattn.decoding import greedy_decode
 from keras_segattn.models import ShowAttendTellCaptioner
-from keras_segattn.models import beam_search_decode
-from keras_segattn.models import greedy_decode
 
 START, END, NEVER = 2, 3, 99
 SMALL = dict(
