@@ -74,11 +74,29 @@ def to_xyxy(boxes, bounding_box_format: str):
     return converted
 
 
+def single_level(features, is_shape: bool = False):
+    """The map of a single-map RoI layer: `features` itself, or the one
+    entry of a list of levels (the form `MultiScaleRoIAlign` takes, so a
+    detector passes its levels to any RoI layer)."""
+    if not isinstance(features, (list, tuple)) or (
+        is_shape and not any(isinstance(s, (list, tuple)) for s in features)
+    ):
+        return features
+    if len(features) != 1:
+        raise ValueError(
+            "Invalid value for argument `features`. Expected one feature "
+            "map [B, H, W, C] or a list of one (use MultiScaleRoIAlign for "
+            f"several levels). Received: a list of {len(features)} maps."
+        )
+    return features[0]
+
+
 def call_inputs(layer: keras.layers.Layer, features, boxes) -> tuple:
     """The `(features, boxes)` of a single-map RoI layer's call, for its op:
     features in the layer's `compute_dtype`, boxes float32 (x1, y1, x2, y2).
     """
     features, boxes = split_inputs(features, boxes)
+    features = single_level(features)
     return (
         ops.cast(features, layer.compute_dtype),
         to_xyxy(boxes, layer.bounding_box_format),
@@ -98,7 +116,21 @@ def pooled_shape(features_shape, boxes_shape, output_size, channels) -> tuple:
 def output_shape(features_shape, boxes_shape, output_size) -> tuple:
     """`compute_output_shape` of a single-map RoI layer (either call form)."""
     features_shape, boxes_shape = split_inputs(features_shape, boxes_shape)
+    features_shape = single_level(features_shape, is_shape=True)
     features_shape = validation.check_rank(features_shape, 4, "features")
     return pooled_shape(
         features_shape, boxes_shape, output_size, features_shape[-1]
     )
+
+
+def check_pooled_shape(features_shape) -> tuple:
+    """The static [B, R, h, w, C] shape of pooled RoI features (a head's
+    input), or `ValueError` naming `features`."""
+    shape = validation.check_rank(features_shape, 5, "features")
+    if None in shape[1:]:
+        raise ValueError(
+            "Invalid shape for argument `features`. Expected pooled RoI "
+            "features [B, R, h, w, C] with static R, h, w and C. Received: "
+            f"features.shape={shape}."
+        )
+    return shape

@@ -121,6 +121,11 @@ class MultiScaleRoIAlign(keras.layers.Layer):
             bounding_box_format
         )
 
+    @property
+    def num_levels(self) -> int:
+        """Feature levels the layer pools from, finest first."""
+        return len(self.spatial_scales)
+
     def call(self, features, boxes=None):
         levels, boxes = _split_levels(features, boxes)
         return multilevel_roi_align(

@@ -48,6 +48,18 @@ def _standardize_anchor_sizes(anchor_sizes, aspect_ratios) -> tuple:
     return sizes, counts[0]
 
 
+def _one_level(value):
+    """A list of one map (or one map's shape, or one feature size) as the
+    map itself: the single-level form of the per-level lists."""
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 1
+        and not isinstance(value[0], (int, float))
+    ):
+        return value[0]
+    return value
+
+
 @keras.saving.register_keras_serializable(package="keras_segattn")
 class ProposalGenerator(keras.layers.Layer):
     """Decodes an RPN head's outputs at its anchors into region proposals.
@@ -85,8 +97,9 @@ class ProposalGenerator(keras.layers.Layer):
 
     Call arguments:
         objectness: float tensor [B, H, W, A] of logits, A anchors per
-            location (`len(anchor_sizes) * len(aspect_ratios)`), or with
-            per-level sizes a list of [B, H_l, W_l, A], one per level.
+            location (`len(anchor_sizes) * len(aspect_ratios)`), or a list
+            of one such map; with per-level sizes a list of
+            [B, H_l, W_l, A], one per level.
         deltas: float tensor [B, H, W, 4 A] of (dx, dy, dw, dh) per anchor,
             or a list of [B, H_l, W_l, 4 A] like `objectness`.
         training: bool, selects the `*_train` counts.
@@ -151,7 +164,7 @@ class ProposalGenerator(keras.layers.Layer):
         if self.num_levels is None:
             return generate_anchors(
                 self.image_size,
-                feature_size,
+                _one_level(feature_size),
                 self.anchor_sizes,
                 self.aspect_ratios,
             )
@@ -196,7 +209,11 @@ class ProposalGenerator(keras.layers.Layer):
     def _check_shapes(self, objectness_shape, deltas_shape) -> list[tuple]:
         """The [B, H_l, W_l, A] shapes of the levels (one without levels)."""
         if self.num_levels is None:
-            return [self._check_level(objectness_shape, deltas_shape)]
+            return [
+                self._check_level(
+                    _one_level(objectness_shape), _one_level(deltas_shape)
+                )
+            ]
         for value, name in (
             (objectness_shape, "objectness"),
             (deltas_shape, "deltas"),
@@ -223,7 +240,8 @@ class ProposalGenerator(keras.layers.Layer):
         [B, N], deltas [B, N, 4] in the order of `anchors`, and the anchor
         count of each level (None for one map)."""
         if self.num_levels is None:
-            objectness, deltas = [objectness], [deltas]
+            objectness = [_one_level(objectness)]
+            deltas = [_one_level(deltas)]
         logits = [
             _flatten_head_output(ops.cast(o, "float32"), "objectness", 1)
             for o in objectness
@@ -243,6 +261,7 @@ class ProposalGenerator(keras.layers.Layer):
 
     def call(self, objectness, deltas, training=None):
         if self.num_levels is None:
+            objectness, deltas = _one_level(objectness), _one_level(deltas)
             objectness_shape, deltas_shape = objectness.shape, deltas.shape
         else:
             objectness_shape = [tuple(o.shape) for o in objectness]
@@ -277,6 +296,7 @@ class ProposalGenerator(keras.layers.Layer):
 
     def compute_output_spec(self, objectness, deltas, training=None):
         if self.num_levels is None:
+            objectness, deltas = _one_level(objectness), _one_level(deltas)
             shapes = objectness.shape, deltas.shape
         else:
             shapes = (

@@ -44,7 +44,8 @@ class RoIAlign(keras.layers.Layer):
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        features: float tensor [B, H, W, C].
+        features: float tensor [B, H, W, C], or a list of one (the
+            single-level form of `MultiScaleRoIAlign`'s levels).
         boxes: float tensor [B, N, 4] in image pixels, or the flat form
             [K, 5] (batch index, then the four coordinates).
 
@@ -94,6 +95,11 @@ class RoIAlign(keras.layers.Layer):
         self.bounding_box_format = _roi_common.check_bounding_box_format(
             bounding_box_format
         )
+
+    @property
+    def num_levels(self) -> int:
+        """Feature levels the layer pools from: 1 (a map, or a list of one)."""
+        return 1
 
     def call(self, features, boxes=None):
         features, boxes = _roi_common.call_inputs(self, features, boxes)

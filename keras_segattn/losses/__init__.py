@@ -1,3 +1,7 @@
 """Public API of this subpackage; see its modules."""
 
+from keras_segattn.losses.detection import fast_rcnn_loss
+from keras_segattn.losses.detection import mask_rcnn_loss
+from keras_segattn.losses.detection import rpn_loss
+from keras_segattn.losses.detection import smooth_l1
 from keras_segattn.losses.segmentation import segmentation_loss

@@ -14,12 +14,14 @@ from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.captioning import build_caption_encoder
 from keras_segattn.models.deconvnet import DeconvNet
 from keras_segattn.models.deconvnet import SegNet
+from keras_segattn.models.detection_backbones import build_feature_backbone
+from keras_segattn.models.detection_backbones import build_pyramid_backbone
 from keras_segattn.models.draw import DRAW
 from keras_segattn.models.faster_rcnn import FasterRCNN
-from keras_segattn.models.faster_rcnn import build_feature_backbone
-from keras_segattn.models.faster_rcnn import build_pyramid_backbone
+from keras_segattn.models.faster_rcnn import build_faster_rcnn_components
 from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
 from keras_segattn.models.translation import Seq2SeqTranslator
+from keras_segattn.models.two_stage_detector import TwoStageDetector

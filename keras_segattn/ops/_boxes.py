@@ -15,11 +15,6 @@ from keras import ops
 from keras_segattn import validation
 from keras_segattn.validation import Tensor
 
-# Re-exports kept for models/faster_rcnn.py until its rewrite lands; new
-# code imports these checks from keras_segattn.validation.
-from keras_segattn.validation import check_fraction  # noqa: F401
-from keras_segattn.validation import check_non_negative_float  # noqa: F401
-
 
 def is_padding_box(boxes: Tensor) -> Tensor:
     """bool [...]: True where all four coordinates are -1 (a padding box)."""

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_segattn.layers import FeaturePyramid
 from keras_segattn.layers import MultiScaleRoIAlign
+from keras_segattn.layers import RPNHead
 from keras_segattn.layers.detection_postprocessor import DETECTION_KEYS
 from keras_segattn.models.faster_rcnn import LOSS_NAMES
 from keras_segattn.models.faster_rcnn import FasterRCNN
@@ -442,14 +443,15 @@ def test_fpn_layout(fpn_mask_rcnn):
         assert not pooler.aligned and pooler.sampling_ratio == 2
         assert (pooler.canonical_scale, pooler.canonical_level) == (224, 4)
     # One RPN head shared by the five levels (torchvision's RPNHead).
-    rpn = [layer for layer in model.layers if layer.name.startswith("rpn_")]
-    assert sorted(layer.name for layer in rpn) == [
+    rpn = [layer for layer in model.layers if isinstance(layer, RPNHead)]
+    assert rpn == [model.rpn_head]
+    assert sorted(layer.name for layer in model.rpn_head._layers) == [
         "rpn_box_deltas",
         "rpn_conv",
         "rpn_objectness",
     ]
-    assert model.get_layer("rpn_conv").kernel.shape == (3, 3, 8, 8)
-    assert model.get_layer("rpn_objectness").kernel.shape == (1, 1, 8, 3)
+    assert model.rpn_head.conv.kernel.shape == (3, 3, 8, 8)
+    assert model.rpn_head.objectness.kernel.shape == (1, 1, 8, 3)
     anchors = model.proposal_generator.anchors(
         [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
     )
