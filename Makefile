@@ -14,11 +14,12 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev]"
-	# tensorflow-serving-api requires the `tensorflow` wheel by name, which
-	# would pull in a second TensorFlow beside tensorflow-cpu: install it
-	# without dependencies (it needs only protobuf and grpcio, already here).
-	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api==2.21.*"
+	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev,keras-cv]"
+	# The `serving` extra (tensorflow-serving-api) requires the `tensorflow`
+	# wheel by name, which would pull in a second TensorFlow beside
+	# tensorflow-cpu: install it without dependencies (it needs only
+	# protobuf and grpcio, already here).
+	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api>=2.21,<3"
 	touch $@
 
 install: $(VENV)/.installed-$(TF_WHEEL)
