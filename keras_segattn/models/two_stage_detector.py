@@ -200,9 +200,10 @@ class TwoStageDetector(keras.Model):
         for name, value in parts.items():
             setattr(self, name, value)
         self.image_shape = image_shape
-        self.bounding_box_format = detection_postprocessor.bounding_box_format
+        postprocessor = components.detection_postprocessor
+        self.bounding_box_format = postprocessor.bounding_box_format
         self.loss_names = LOSS_NAMES + (
-            (MASK_LOSS_NAME,) if mask_head is not None else ()
+            (MASK_LOSS_NAME,) if components.mask_head is not None else ()
         )
         self.loss_trackers = [
             keras.metrics.Mean(name=name) for name in ("loss", *self.loss_names)
