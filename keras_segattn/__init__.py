@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from keras_segattn import data
 from keras_segattn import decoding
+from keras_segattn import distribute
 from keras_segattn import export
 from keras_segattn import initializers
 from keras_segattn import layers
