@@ -8,9 +8,22 @@ puts examples/ first on `sys.path`).
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import keras
+
+from keras_segattn import distribute
+
+# Test hook (tests/examples/test_distribution.py): with
+# KERAS_SEGATTN_KILL_AT="<epoch>:<batch>" (1-based epoch, 0-based batch) the
+# process SIGKILLs itself after that training batch, as a preempted job
+# would die.
+KILL_AT_ENV = "KERAS_SEGATTN_KILL_AT"
 
 
 def cosine_decay(
@@ -66,3 +79,298 @@ def best_checkpoint(
         save_best_only=True,
         save_weights_only=weights_only,
     )
+
+
+def _backup_freq(text: str):
+    if text == "epoch":
+        return "epoch"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 'epoch' or a positive number of batches, got {text!r}"
+        )
+    return value
+
+
+def _tf_config(text: str) -> dict:
+    try:
+        return distribute.parse_tf_config(text)
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_distribution_arguments(parser) -> None:
+    """Adds `--strategy`, `--tf-config`, `--logical-cpus`, `--backup-dir`
+    and `--backup-freq` to `parser` (in their own help group)."""
+    group = parser.add_argument_group(
+        "distribution and fault tolerance",
+        "--batch-size is the global batch: each of the strategy's replicas "
+        "gets batch-size / replicas examples (it must divide evenly).",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        default="default",
+        help="tf.distribute strategy that builds and trains the model: "
+        "default (none), mirrored (the visible GPUs, else the logical CPU "
+        "devices), multi-worker (MultiWorkerMirroredStrategy, cluster from "
+        "--tf-config or TF_CONFIG), tpu (TPUStrategy; fails clearly "
+        "without a TPU). Default: %(default)s",
+    )
+    group.add_argument(
+        "--tf-config",
+        type=_tf_config,
+        default=None,
+        help='multi-worker: the cluster as JSON, e.g. \'{"cluster": '
+        '{"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}, "task": '
+        '{"type": "worker", "index": 0}}\' (default: the TF_CONFIG '
+        "environment variable)",
+    )
+    group.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the CPU into N logical devices before TensorFlow "
+        "initialises them, so that --strategy mirrored has N replicas on "
+        "a machine without GPUs (for testing; default: off)",
+    )
+    group.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=None,
+        help="keras.callbacks.BackupAndRestore directory: the training "
+        "state (weights, optimizer, epoch) is saved there and a restarted "
+        "run with the same arguments resumes from it; deleted when fit "
+        "ends (default: off)",
+    )
+    group.add_argument(
+        "--backup-freq",
+        type=_backup_freq,
+        default="epoch",
+        help="with --backup-dir: 'epoch' or every N batches. A restart "
+        "resumes at the start of the epoch after the last backup's epoch "
+        "count, so 'epoch' resumes exactly (default: %(default)s)",
+    )
+
+
+def setup_distribution(args):
+    """Splits the CPU (`--logical-cpus`) and returns the strategy of
+    `--strategy`; raises `ValueError` naming the flag on bad values."""
+    import tensorflow as tf
+
+    if args.logical_cpus is not None:
+        if args.logical_cpus < 1:
+            raise ValueError(
+                "Invalid value for --logical-cpus. Expected an integer >= 1. "
+                f"Received: --logical-cpus={args.logical_cpus}"
+            )
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu,
+                [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus,
+            )
+        except RuntimeError as error:
+            raise RuntimeError(
+                "--logical-cpus must be applied before TensorFlow "
+                f"initialises its devices: {error}"
+            ) from None
+    if args.tf_config is not None and args.strategy != "multi-worker":
+        raise ValueError(
+            "--tf-config applies to --strategy multi-worker only. "
+            f"Received: --strategy {args.strategy}"
+        )
+    if args.strategy == "multi-worker" and args.tf_config is None:
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError(
+                "--strategy multi-worker needs a cluster: pass --tf-config "
+                "or set the TF_CONFIG environment variable."
+            )
+        try:
+            distribute.parse_tf_config(os.environ["TF_CONFIG"])
+        except ValueError as error:
+            raise ValueError(
+                f"TF_CONFIG environment variable: {error}"
+            ) from None
+    strategy = distribute.make_strategy(args.strategy, args.tf_config)
+    if args.strategy != "default":
+        print(
+            f"strategy: {type(strategy).__name__}, "
+            f"{strategy.num_replicas_in_sync} replica(s) in sync",
+            flush=True,
+        )
+    return strategy
+
+
+def global_batch_size(batch_size: int, strategy) -> int:
+    """`--batch-size` checked against the strategy's replica count."""
+    try:
+        return distribute.check_global_batch_size(batch_size, strategy)
+    except ValueError as error:
+        raise ValueError(f"--batch-size: {error}") from None
+
+
+def jit_compile_for(strategy, jit_compile: bool = True) -> bool:
+    """XLA under `strategy`, announced when it has to be off.
+
+    Keras 3.15 wraps the whole step, `strategy.run` over every local
+    replica included, in one `tf.function(jit_compile=True)`. XLA compiles
+    a cluster for one device, so with several local replicas (mirrored over
+    2+ devices) the step fails ("Trying to access resource ... located in
+    device CPU:1 from device CPU:0"); and XLA has no CPU collectives, so a
+    multi-worker step on CPUs fails too ("Collectives are not yet
+    implemented for CPU devices when compiling with XLA"). Such runs train
+    without XLA and say so on stderr; one replica keeps XLA."""
+    devices = strategy.extended.worker_devices
+    reason = None
+    if len(devices) > 1:
+        reason = (
+            f"{len(devices)} local replicas, and Keras compiles the step "
+            "over all of them as one XLA cluster, which cannot span devices"
+        )
+    elif strategy.num_replicas_in_sync > 1 and "GPU" not in devices[0]:
+        reason = (
+            f"{strategy.num_replicas_in_sync} replicas on CPUs, and XLA has "
+            "no CPU collectives for the gradient all-reduce"
+        )
+    if jit_compile and reason:
+        print(
+            f"XLA off: {type(strategy).__name__} has {reason}; training "
+            "with jit_compile=False.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return jit_compile
+
+
+def trim_to_replicas(arrays, strategy):
+    """`arrays` (a structure of equal-length arrays) cut to a multiple of
+    the replica count, so that every batch, the last partial one included,
+    splits evenly over the replicas (`fit` with in-memory arrays; nothing
+    is cut without distribution)."""
+    import tensorflow as tf
+
+    replicas = int(strategy.num_replicas_in_sync)
+    length = len(tf.nest.flatten(arrays)[0])
+    keep = length - length % replicas
+    return tf.nest.map_structure(lambda array: array[:keep], arrays)
+
+
+class _KillAt(keras.callbacks.Callback):
+    """SIGKILLs the process after batch `batch` of epoch `epoch` (1-based)."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__()
+        self.kill_epoch, self.kill_batch, self.epoch = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == self.kill_epoch and batch == self.kill_batch:
+            print(f"killed at epoch {self.epoch}, batch {batch}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def backup_callbacks(args, name: str | None = None) -> list:
+    """`[BackupAndRestore(args.backup_dir[/name])]` with `--backup-dir`,
+    else `[]` (plus the kill hook of the tests when its variable is set).
+    Put it first: it restores the state in `on_train_begin`."""
+    callbacks = []
+    if getattr(args, "backup_dir", None) is not None:
+        backup_dir = args.backup_dir if name is None else args.backup_dir / name
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(
+                str(backup_dir), save_freq=args.backup_freq
+            )
+        )
+    if os.environ.get(KILL_AT_ENV):
+        epoch, batch = map(int, os.environ[KILL_AT_ENV].split(":"))
+        callbacks.append(_KillAt(epoch, batch))
+    return callbacks
+
+
+def save_final_weights(model, args, name: str | None = None) -> None:
+    """With `KERAS_SEGATTN_FINAL_WEIGHTS=<dir>` (tests), saves the weights
+    fit ended with as `<dir>/<name or model.name>.weights.h5` and the
+    epoch count in `<dir>/<name>.json`."""
+    folder = os.environ.get("KERAS_SEGATTN_FINAL_WEIGHTS")
+    if not folder:
+        return
+    name = name or model.name
+    os.makedirs(folder, exist_ok=True)
+    model.save_weights(os.path.join(folder, f"{name}.weights.h5"))
+    history = getattr(model, "history", None)
+    record = {
+        "epochs_run": None if history is None else list(history.epoch),
+        "optimizer_iterations": int(model.optimizer.iterations.numpy()),
+    }
+    with open(os.path.join(folder, f"{name}.json"), "w") as file:
+        json.dump(record, file)
+
+
+def _in_multi_worker_mode(strategy) -> bool:
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
+
+
+def _multi_worker_function(model, strategy, step, jit_compile: bool):
+    import tensorflow as tf
+
+    replica_step = tf.function(step, jit_compile=jit_compile)
+
+    @tf.function(reduce_retracing=True)
+    def run(data):
+        outputs = strategy.run(replica_step, args=(data,))
+        return tf.nest.map_structure(
+            lambda value: strategy.reduce("MEAN", value, axis=None), outputs
+        )
+
+    def function(iterator):
+        optional = iterator.get_next_as_optional()
+        if not optional.has_value():
+            raise StopIteration
+        return run(optional.get_value())
+
+    return function
+
+
+def fit_context(model, strategy, sample_batch):
+    """The context to call `model.fit` in.
+
+    Keras 3.15's `fit` fails under a multi-worker
+    `MultiWorkerMirroredStrategy` (keras-team/keras#20585): it reduces the
+    first distributed batch eagerly with `strategy.reduce` (PerReplica
+    "unsupported type") and the scalar logs with `axis=0`. There, this
+    builds the model's optimizer and metrics on `sample_batch()` (one
+    local batch) under the strategy, installs train and test functions that run
+    the step on each replica (XLA per replica when `model.jit_compile`) and
+    average the logs over replicas, and returns `strategy.scope()` (fit
+    then reads the strategy from the scope). Elsewhere a no-op context.
+
+    `sample_batch` is a callable returning that batch, called only in
+    multi-worker mode (elsewhere the data pipelines stay untouched)."""
+    import contextlib
+
+    if not _in_multi_worker_mode(strategy):
+        return contextlib.nullcontext()
+    with strategy.scope():
+        model._symbolic_build(data_batch=sample_batch())
+    model._distribute_strategy = None
+    jit_compile = bool(model.jit_compile)
+    model.train_function = _multi_worker_function(
+        model, strategy, model.train_step, jit_compile
+    )
+    model.test_function = _multi_worker_function(
+        model, strategy, model.test_step, jit_compile
+    )
+    return strategy.scope()

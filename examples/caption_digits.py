@@ -45,6 +45,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import CaptionVocabulary  # noqa: E402
 from keras_segattn.data import caption_words  # noqa: E402
 from keras_segattn.data import digit_captions  # noqa: E402
@@ -55,8 +56,15 @@ from keras_segattn.export import captioning as captioning_export  # noqa: E402
 from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
 from keras_segattn.models import greedy_decode  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 MAX_WORDS = 11  # 4 digits, 3 relations of <= 2 words, and [END]
 DIGITS = CaptionVocabulary(digit_captions.CAPTION_VOCABULARY, MAX_WORDS)
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seven-segment digits, tiny model, one epoch",
     )
+    add_distribution_arguments(parser)
     return parser
 
 
@@ -271,43 +280,54 @@ def save_attention_plot(
     plt.close(figure)
 
 
-def train_mode(mode, splits, codec, args, out: Path) -> tuple:
+def train_mode(mode, splits, codec, args, out: Path, strategy) -> tuple:
     small = args.smoke
-    model = ShowAttendTellCaptioner(
-        len(codec),
-        image_shape=splits["train"][0].shape[1:],
-        attention=mode,
-        filters=(8, 16, 16) if small else (32, 64, 64),
-        embedding_dim=16 if small else 64,
-        decoder_units=32 if small else 192,
-        attention_units=16 if small else 96,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
-        jit_compile=True,
-    )
-    check_compiled(model)
+    jit_compile = jit_compile_for(strategy, True)
+    with strategy.scope():
+        model = ShowAttendTellCaptioner(
+            len(codec),
+            image_shape=splits["train"][0].shape[1:],
+            attention=mode,
+            filters=(8, 16, 16) if small else (32, 64, 64),
+            embedding_dim=16 if small else 64,
+            decoder_units=32 if small else 192,
+            attention_units=16 if small else 96,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile)
     batch_size = min(args.batch_size, len(splits["val"][1]))
-    train = dataset(*splits["train"], codec, batch_size, True, args.seed)
-    val = dataset(*splits["val"], codec, batch_size, False, args.seed)
-    started = time.time()
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=args.epochs,
-        verbose=2 if small else 1,
-        callbacks=[
-            *logging_callbacks(out, mode),
-            # Test with the weights of the best validation epoch.
-            keras.callbacks.EarlyStopping(
-                monitor="val_nll",
-                mode="min",
-                patience=args.epochs,
-                restore_best_weights=True,
-            ),
-        ],
+    global_batch_size(batch_size, strategy)
+    # In-memory arrays: every worker keeps its share of each global batch.
+    train = distribute.auto_shard(
+        dataset(*splits["train"], codec, batch_size, True, args.seed)
     )
+    val = distribute.auto_shard(
+        dataset(*splits["val"], codec, batch_size, False, args.seed)
+    )
+    started = time.time()
+    with fit_context(model, strategy, lambda: next(iter(train))):
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=args.epochs,
+            verbose=2 if small else 1,
+            callbacks=[
+                *backup_callbacks(args, mode),
+                *logging_callbacks(out, mode),
+                # Test with the weights of the best validation epoch.
+                keras.callbacks.EarlyStopping(
+                    monitor="val_nll",
+                    mode="min",
+                    patience=args.epochs,
+                    restore_best_weights=True,
+                ),
+            ],
+        )
     minutes = (time.time() - started) / 60
+    save_final_weights(model, args, mode)
     result = evaluate(model, *splits["test"], codec)
     result.update(
         train_minutes=round(minutes, 2),
@@ -341,6 +361,7 @@ def main(argv=None) -> int:
         args.epochs = min(args.epochs, 1)
         args.batch_size = 32
         args.image_size = min(args.image_size, 32)
+    strategy = setup_distribution(args)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir or Path(
         "saved_models/caption_digits"
@@ -351,7 +372,9 @@ def main(argv=None) -> int:
     splits, codec = make_splits(args)
     results, exported = {}, None
     for mode in args.modes:
-        model, results[mode] = train_mode(mode, splits, codec, args, out)
+        model, results[mode] = train_mode(
+            mode, splits, codec, args, out, strategy
+        )
         if mode != "none":
             save_attention_plot(
                 model,
@@ -376,7 +399,7 @@ def main(argv=None) -> int:
         "test_images": len(splits["test"][1]),
         "vocabulary_size": len(codec),
         "epochs": args.epochs,
-        "jit_compile": True,
+        "jit_compile": jit_compile_for(strategy, True),
         "results": results,
         "serving_dir": exported,
     }

@@ -31,8 +31,16 @@ import numpy as np  # noqa: E402
 
 from keras_segattn.data import spa_eng  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _common import trim_to_replicas  # noqa: E402
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
 
@@ -61,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke", action="store_true", help="embedded sample, seconds"
     )
+    add_distribution_arguments(parser)
     return parser
 
 
@@ -114,6 +123,8 @@ def main(argv=None) -> int:
     if args.smoke:
         args.data_dir, args.epochs, args.units = SAMPLE_DIR, 1, 32
         args.validation_size, args.window = 60, 40
+    strategy = setup_distribution(args)
+    global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -127,23 +138,33 @@ def main(argv=None) -> int:
     alphabet = {c: i + 1 for i, c in enumerate(sorted(set(train_text)))}
     x, y = windows(train_text, alphabet, args.window)
     vx, vy = windows(val_text, alphabet, args.window)
-    model = build_model(len(alphabet) + 1, args.units)
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3, clipnorm=5.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
-    check_compiled(model)
+    # Keras batches in-memory arrays itself (auto-shard policy DATA); cut
+    # them so every batch splits evenly over the replicas.
+    x, y = trim_to_replicas((x, y), strategy)
+    vx, vy = trim_to_replicas((vx, vy), strategy)
+    jit_compile = jit_compile_for(strategy, True)
+    with strategy.scope():
+        model = build_model(len(alphabet) + 1, args.units)
+        model.compile(
+            optimizer=keras.optimizers.Adam(2e-3, clipnorm=5.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile)
     started = time.time()
-    history = model.fit(
-        x,
-        y,
-        validation_data=(vx, vy),
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        verbose=2 if args.smoke else 1,
-        callbacks=logging_callbacks(out),
-    )
+    with fit_context(
+        model, strategy, lambda: (x[: args.batch_size], y[: args.batch_size])
+    ):
+        history = model.fit(
+            x,
+            y,
+            validation_data=(vx, vy),
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            verbose=2 if args.smoke else 1,
+            callbacks=[*backup_callbacks(args), *logging_callbacks(out)],
+        )
+    save_final_weights(model, args)
     minutes = (time.time() - started) / 60
     bits = [loss / math.log(2) for loss in history.history["val_loss"]]
     samples = {

@@ -40,8 +40,16 @@ from keras_segattn.data import mnist  # noqa: E402
 from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.models.draw import DRAW  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _common import trim_to_replicas  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", type=Path, default=Path("runs/draw_mnist")
     )
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: 10 (--smoke: 1)"
+    )
     parser.add_argument("--steps", type=int, default=16, help="glimpses T")
     parser.add_argument(
         "--read-size",
@@ -75,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seven-segment digits, tiny model, one epoch",
     )
+    add_distribution_arguments(parser)
     return parser
 
 
@@ -139,34 +150,44 @@ def save_canvas_plot(model, test_images, path: Path, count=6):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.smoke:
-        args.epochs, args.steps, args.units, args.latent_dim = 1, 3, 16, 4
+        args.steps, args.units, args.latent_dim = 3, 16, 4
         args.batch_size = 32
+    args.epochs = args.epochs or (1 if args.smoke else 10)
+    strategy = setup_distribution(args)
+    global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     (out / "plots").mkdir(parents=True, exist_ok=True)
     train, test = load_splits(args)
-    model = DRAW(
-        steps=args.steps,
-        read_size=args.read_size,
-        write_size=args.write_size,
-        units=args.units,
-        latent_dim=args.latent_dim,
-        seed=args.seed,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=10.0),
-        jit_compile=True,
-    )
-    check_compiled(model)
+    # Keras batches in-memory arrays itself (auto-shard policy DATA); cut
+    # them so every batch splits evenly over the replicas.
+    train = trim_to_replicas(train, strategy)
+    jit_compile = jit_compile_for(strategy, True)
+    with strategy.scope():
+        model = DRAW(
+            steps=args.steps,
+            read_size=args.read_size,
+            write_size=args.write_size,
+            units=args.units,
+            latent_dim=args.latent_dim,
+            seed=args.seed,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=10.0),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile)
     started = time.time()
-    model.fit(
-        train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        shuffle=True,
-        verbose=2 if args.smoke else 1,
-        callbacks=logging_callbacks(out),
-    )
+    with fit_context(model, strategy, lambda: (train[: args.batch_size],)):
+        model.fit(
+            train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            shuffle=True,
+            verbose=2 if args.smoke else 1,
+            callbacks=[*backup_callbacks(args), *logging_callbacks(out)],
+        )
+    save_final_weights(model, args)
     minutes = (time.time() - started) / 60
     result = mean_bound(model, test)
     save_canvas_plot(model, test, out / "plots" / "canvas.png")
@@ -181,7 +202,7 @@ def main(argv=None) -> int:
         "write_size": args.write_size,
         "epochs": args.epochs,
         "train_minutes": round(minutes, 2),
-        "jit_compile": True,
+        "jit_compile": jit_compile,
         "paper_nll_bound_T64": 80.97,
         **result,
     }

@@ -35,8 +35,16 @@ from keras import ops  # noqa: E402
 from keras_segattn.layers import GravesWindowAttention  # noqa: E402
 from keras_segattn.layers._recurrent import scan as _scan  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _common import trim_to_replicas  # noqa: E402
 
 ALPHABET = 10  # symbols 1..10; 0 is padding / the start symbol
 
@@ -145,28 +153,48 @@ def main(argv=None) -> int:
     parser.add_argument("--num-train", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="global batch size"
+    )
+    add_distribution_arguments(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.epochs, args.num_train, args.length = 1, 256, 6
+    strategy = setup_distribution(args)
+    global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     x, strings = make_strings(args.num_train, args.length, args.seed)
-    model = build_model(args.length, 32 if args.smoke else 96, 1)
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss=LogitsLoss(),
-        jit_compile=True,
-    )
-    check_compiled(model)
-    history = model.fit(
-        x,
-        strings,
-        batch_size=64,
-        epochs=args.epochs,
-        verbose=2 if args.smoke else 1,
-        callbacks=logging_callbacks(out),
-    )
+    # Keras batches in-memory arrays itself (auto-shard policy DATA); cut
+    # them so every batch splits evenly over the replicas.
+    x, strings = trim_to_replicas((x, strings), strategy)
+    jit_compile = jit_compile_for(strategy, True)
+    with strategy.scope():
+        model = build_model(args.length, 32 if args.smoke else 96, 1)
+        model.compile(
+            optimizer=keras.optimizers.Adam(3e-3),
+            loss=LogitsLoss(),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile)
+    with fit_context(
+        model,
+        strategy,
+        lambda: (
+            {k: v[: args.batch_size] for k, v in x.items()},
+            strings[: args.batch_size],
+        ),
+    ):
+        history = model.fit(
+            x,
+            strings,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            verbose=2 if args.smoke else 1,
+            callbacks=[*backup_callbacks(args), *logging_callbacks(out)],
+        )
+    save_final_weights(model, args)
     test_x, test_strings = make_strings(500, args.length, args.seed + 1)
     predicted, phi = spell(model, test_x["string"])
     metrics = {

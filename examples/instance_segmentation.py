@@ -55,6 +55,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import digit_scenes  # noqa: E402
 from keras_segattn.data import load_coco_instance_arrays  # noqa: E402
 from keras_segattn.data import split_held_out  # noqa: E402
@@ -64,10 +65,17 @@ from keras_segattn.metrics import coco_results  # noqa: E402
 from keras_segattn.metrics import evaluate_coco  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
@@ -107,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="seven-segment digits, tiny model, a few steps",
         )
     train = commands.choices["train"]
-    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument(
+        "--epochs", type=int, default=None, help="default: 5 (--smoke: 1)"
+    )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--num-train", type=int, default=6000)
@@ -118,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a Feature Pyramid Network (FasterRCNN(fpn=True): P2-P6, "
         "one anchor size per level, MultiScaleRoIAlign)",
     )
+    add_distribution_arguments(train)
     evaluate = commands.choices["evaluate"]
     evaluate.add_argument("--num-test", type=int, default=1000)
     evaluate.add_argument("--version", type=int, default=1)
@@ -226,38 +237,51 @@ def make_digit_scenes(args, split: str, count: int) -> dict:
 
 
 def train(args) -> int:
+    strategy = setup_distribution(args)
+    keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     train_scenes, class_names = make_scenes(args, "train", args.num_train)
     val_scenes, _ = make_scenes(args, "validation", args.num_val)
     batch_size = min(args.batch_size, len(val_scenes["images"]))
+    global_batch_size(batch_size, strategy)
     train_data = digit_scenes.make_digit_scene_dataset(
         train_scenes, batch_size, shuffle=True, seed=args.seed
     )
     val_data = digit_scenes.make_digit_scene_dataset(val_scenes, batch_size)
-    model = FasterRCNN(
-        len(class_names),
-        seed=args.seed,
-        **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
-    )
-    steps = len(train_scenes["images"]) // batch_size
-    schedule = cosine_decay(args.learning_rate, steps, args.epochs, alpha=0.01)
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),
-        jit_compile=True,
-    )
-    check_compiled(model, steps_per_epoch=steps)
+    # In-memory scenes: every worker keeps its share of each global batch.
+    train_data = distribute.auto_shard(train_data, "data")
+    val_data = distribute.auto_shard(val_data, "data")
+    jit_compile = jit_compile_for(strategy, True)
+    with strategy.scope():
+        model = FasterRCNN(
+            len(class_names),
+            seed=args.seed,
+            **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
+        )
+        steps = len(train_scenes["images"]) // batch_size
+        schedule = cosine_decay(
+            args.learning_rate, steps, args.epochs, alpha=0.01
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile, steps_per_epoch=steps)
     started = time.time()
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=args.epochs,
-        verbose=2 if args.smoke else 1,
-        callbacks=[
-            *logging_callbacks(out),
-            best_checkpoint(out / MODEL_FILE, "val_loss"),
-        ],
-    )
+    with fit_context(model, strategy, lambda: next(iter(train_data))):
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=args.epochs,
+            verbose=2 if args.smoke else 1,
+            callbacks=[
+                *backup_callbacks(args),
+                *logging_callbacks(out),
+                best_checkpoint(out / MODEL_FILE, "val_loss"),
+            ],
+        )
+    save_final_weights(model, args)
     summary = {
         "command": "python examples/instance_segmentation.py train "
         + " ".join(sys.argv[2:] if args.argv is None else args.argv[1:]),
@@ -269,7 +293,8 @@ def train(args) -> int:
         "train_minutes": round((time.time() - started) / 60, 2),
         "parameters": int(model.count_params()),
         "best_val_loss": float(min(history.history["val_loss"])),
-        "jit_compile": True,
+        "jit_compile": jit_compile,
+        "strategy": args.strategy,
     }
     with open(out / "training.json", "w") as file:
         json.dump(summary, file, indent=2)
@@ -433,10 +458,12 @@ def main(argv=None) -> int:
     if args.smoke:
         args.image_size = min(args.image_size, 64)
         if args.command == "train":
-            args.epochs, args.num_train, args.num_val = 1, 16, 8
+            args.num_train, args.num_val = 16, 8
             args.batch_size = 4
         else:
             args.num_test = 8
+    if args.command == "train":
+        args.epochs = args.epochs or (1 if args.smoke else 5)
     keras.utils.set_random_seed(args.seed)
     return {"train": train, "evaluate": evaluate}[args.command](args)
 

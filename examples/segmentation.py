@@ -40,15 +40,23 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn import data  # noqa: E402
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn import export  # noqa: E402
 from keras_segattn import losses  # noqa: E402
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import models  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "deconvnet")
 DATASETS = {
@@ -124,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train, plot, export")
     common(train)
     train.add_argument("--model", choices=MODELS, default="fcn8s")
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument(
+        "--epochs", type=int, default=None, help="default: 30 (--smoke: 1)"
+    )
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--weight-decay", type=float, default=1e-4)
     train.add_argument(
@@ -140,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated encoder widths (override)",
     )
     train.add_argument("--seed", type=int, default=0)
+    add_distribution_arguments(train)
 
     evaluate = sub.add_parser(
         "evaluate", help="mean IoU of a SavedModel at native resolution"
@@ -263,40 +274,51 @@ def save_prediction_grid(
 
 def train(args) -> int:
     spec = DATASETS[args.dataset]
+    strategy = setup_distribution(args)
+    global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir or Path("saved_models") / (
         f"{args.dataset}_{args.model}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    train_ds, val_ds = _datasets(args, spec)
-    model = _model(args, spec)
-    steps = int(train_ds.cardinality())
-    epochs = 1 if args.smoke else args.epochs
-    schedule = cosine_decay(args.learning_rate, steps, epochs, alpha=0.02)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            schedule, weight_decay=args.weight_decay
-        ),
-        loss=losses.segmentation_loss(void_label=spec["void_label"]),
-        metrics=metrics.segmentation_metrics(
-            spec["num_classes"], void_label=spec["void_label"]
-        ),
-        jit_compile=args.jit_compile,
+    # In-memory or file-list pipelines: every worker keeps its share of
+    # each global batch.
+    train_ds, val_ds = (
+        distribute.auto_shard(ds, "data") for ds in _datasets(args, spec)
     )
-    check_compiled(model, args.jit_compile, steps)
+    steps = int(train_ds.cardinality())
+    epochs = args.epochs or (1 if args.smoke else 30)
+    jit_compile = jit_compile_for(strategy, args.jit_compile)
+    with strategy.scope():
+        model = _model(args, spec)
+        schedule = cosine_decay(args.learning_rate, steps, epochs, alpha=0.02)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(
+                schedule, weight_decay=args.weight_decay
+            ),
+            loss=losses.segmentation_loss(void_label=spec["void_label"]),
+            metrics=metrics.segmentation_metrics(
+                spec["num_classes"], void_label=spec["void_label"]
+            ),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile, steps)
     callbacks = [
+        *backup_callbacks(args),
         *logging_callbacks(out),
         best_checkpoint(out / "model.keras", "val_mean_iou", "max"),
     ]
     start = time.time()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=2 if args.smoke else 1,
-    )
+    with fit_context(model, strategy, lambda: next(iter(train_ds))):
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=2 if args.smoke else 1,
+        )
     minutes = (time.time() - start) / 60
+    save_final_weights(model, args)
     model = keras.saving.load_model(out / "model.keras")
     results = model.evaluate(val_ds, return_dict=True, verbose=0)
     images, masks = next(iter(val_ds))

@@ -40,14 +40,22 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn import export  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn.data import cluttered_mnist  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "sample_data" / "cluttered_mnist"
@@ -118,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one short epoch on the embedded sample, in seconds",
     )
+    add_distribution_arguments(parser)
     return parser
 
 
@@ -234,33 +243,40 @@ def _datasets(args):
 
 
 def train_model(model, name, train, validation, args, out: Path) -> dict:
-    """Fits `model`, keeps the weights of the best validation epoch."""
+    """Fits `model` (built under `args.strategy_object`), keeps the weights
+    of the best validation epoch."""
     epochs = 1 if args.smoke else args.epochs
     steps = int(train.cardinality())
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=args.jit_compile,
-    )
-    check_compiled(model, args.jit_compile, steps)
+    strategy = args.strategy_object
+    jit_compile = jit_compile_for(strategy, args.jit_compile)
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile, steps)
     best = out / f"{name}.weights.h5"
     callbacks = [
+        *backup_callbacks(args, name),
         *logging_callbacks(out, name),
         best_checkpoint(best, "val_accuracy", "max", weights_only=True),
     ]
     start = time.time()
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        verbose=2 if args.smoke else 1,
-    )
+    with fit_context(model, args.strategy_object, lambda: next(iter(train))):
+        history = model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            verbose=2 if args.smoke else 1,
+        )
     minutes = (time.time() - start) / 60
+    save_final_weights(model, args, name)
     model.load_weights(best)
     best_epoch = int(np.argmax(history.history["val_accuracy"]))
     return {
@@ -317,6 +333,10 @@ def save_transform_plot(inspection, images, labels, path: Path, n=10):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    strategy = args.strategy_object = setup_distribution(args)
+    global_batch_size(
+        min(args.batch_size, 32) if args.smoke else args.batch_size, strategy
+    )
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -325,7 +345,11 @@ def main(argv=None) -> int:
         if args.smoke
         else ROOT / "saved_models" / "stn_cluttered_mnist"
     )
-    train, validation, test = _datasets(args)
+    # In-memory arrays: every worker keeps its share of each global batch.
+    train, validation = (
+        distribute.auto_shard(ds) for ds in _datasets(args)[:2]
+    )
+    test = _datasets(args)[2]
     width = 8 if args.smoke else 32
     summary = {
         "command": "python examples/stn_cluttered_mnist.py "
@@ -333,16 +357,18 @@ def main(argv=None) -> int:
         "data": str(SAMPLE_DIR if args.smoke else args.data_dir),
         "test_split": "X_valid of the archive (its own test part is held out)",
         "test_examples": len(test[1]),
-        "jit_compile": args.jit_compile,
+        "jit_compile": jit_compile_for(strategy, args.jit_compile),
         "max_shift": args.max_shift,
     }
     if "cnn" in args.models:
-        cnn = build_cnn(width)
+        with strategy.scope():
+            cnn = build_cnn(width)
         summary["cnn"] = train_model(cnn, "cnn", train, validation, args, out)
         summary["cnn"]["test_error"] = compute_test_error(cnn, test)
         cnn.save(out / "cnn.keras")
     if "st_cnn" in args.models:
-        st_cnn, inspection = build_st_cnn(args.transform, width=width)
+        with strategy.scope():
+            st_cnn, inspection = build_st_cnn(args.transform, width=width)
         summary["st_cnn"] = train_model(
             st_cnn, "st_cnn", train, validation, args, out
         )

@@ -40,13 +40,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn.data import mnist_addition  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 NUM_CLASSES = mnist_addition.MNIST_ADDITION_NUM_CLASSES
 # Initial crops (flat affine theta): a 0.6-wide square on each half.
@@ -97,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one short epoch on synthetic digits, in seconds",
     )
+    add_distribution_arguments(parser)
     return parser
 
 
@@ -263,39 +272,51 @@ def save_attention_plot(inspection, images, labels, path: Path, n=6):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    strategy = setup_distribution(args)
+    global_batch_size(16 if args.smoke else args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     train, validation, test = _datasets(args)
+    # In-memory arrays: every worker keeps its share of each global batch.
+    train, validation = (
+        distribute.auto_shard(train),
+        distribute.auto_shard(validation),
+    )
     data_minutes = (time.time() - start) / 60
     width = 4 if args.smoke else args.width
     epochs = 1 if args.smoke else args.epochs
-    model, inspection = build_addition_model(args.canvas_size, width=width)
     steps = int(train.cardinality())
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=args.jit_compile,
-    )
-    check_compiled(model, args.jit_compile, steps)
+    jit_compile = jit_compile_for(strategy, args.jit_compile)
+    with strategy.scope():
+        model, inspection = build_addition_model(args.canvas_size, width=width)
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                cosine_decay(args.learning_rate, steps, epochs, alpha=0.01)
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile, steps)
     best = out / "st_addition.weights.h5"
     start = time.time()
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        callbacks=[
-            *logging_callbacks(out),
-            best_checkpoint(best, "val_accuracy", "max", weights_only=True),
-        ],
-        verbose=2 if args.smoke else 1,
-    )
+    with fit_context(model, strategy, lambda: next(iter(train))):
+        history = model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            callbacks=[
+                *backup_callbacks(args),
+                *logging_callbacks(out),
+                best_checkpoint(best, "val_accuracy", "max", weights_only=True),
+            ],
+            verbose=2 if args.smoke else 1,
+        )
     minutes = (time.time() - start) / 60
+    save_final_weights(model, args)
     model.load_weights(best)
     results = model.evaluate(test, return_dict=True, verbose=0)
     model.save(out / "st_addition.keras")
@@ -317,7 +338,7 @@ def main(argv=None) -> int:
         "test_examples": int(sum(len(y) for _, y in test)),
         "data_minutes": round(data_minutes, 2),
         "train_minutes": round(minutes, 2),
-        "jit_compile": args.jit_compile,
+        "jit_compile": jit_compile,
     }
     text = json.dumps(summary, indent=2)
     (out / "metrics.json").write_text(text)

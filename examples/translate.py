@@ -54,14 +54,22 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import spa_eng  # noqa: E402
 from keras_segattn.data import text as text_lib  # noqa: E402
 from keras_segattn.export import translation as translation_export  # noqa: E402,E501
 from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 VOCABULARY_FILE = "vocabularies.json"
 TRAINING_FILE = "training.json"
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tiny model on the embedded 400-pair sample, seconds",
     )
+    add_distribution_arguments(train)
 
     evaluate = commands.add_parser(
         "evaluate", help="BLEU of trained models by source length"
@@ -250,6 +259,8 @@ def train(args) -> int:
         args.embedding_dim = args.encoder_units = 16
         args.decoder_units = args.attention_units = args.readout_units = 16
         args.max_output_length = 12
+    strategy = setup_distribution(args)
+    global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -285,50 +296,59 @@ def train(args) -> int:
         source_ids, target_ids = spa_eng.vectorize_pairs(
             split, source_vectorizer, target_vectorizer
         )
-        datasets[name] = spa_eng.make_translation_dataset(
-            source_ids,
-            target_ids,
-            args.batch_size,
-            shuffle=name == "train",
-            seed=args.seed,
+        datasets[name] = distribute.auto_shard(
+            spa_eng.make_translation_dataset(
+                source_ids,
+                target_ids,
+                args.batch_size,
+                shuffle=name == "train",
+                seed=args.seed,
+            )
         )
 
-    model = Seq2SeqTranslator(
-        len(vocabularies["source"]),
-        len(vocabularies["target"]),
-        embedding_dim=args.embedding_dim,
-        encoder_units=args.encoder_units,
-        decoder_units=args.decoder_units,
-        attention_units=args.attention_units,
-        readout_units=args.readout_units,
-        dropout=args.dropout,
-        attention=not args.no_attention,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        ),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        jit_compile=not args.no_jit,
-    )
-    model.summary(print_fn=lambda line, **_: print(line))
-    check_compiled(model, not args.no_jit)
-    started = time.time()
-    history = model.fit(
-        datasets["train"],
-        validation_data=datasets["val"],
-        epochs=args.epochs,
-        verbose=2 if args.smoke else 1,
-        callbacks=[
-            *logging_callbacks(out),
-            best_checkpoint(out / "model.keras", "val_loss"),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=1, verbose=1
+    jit_compile = jit_compile_for(strategy, not args.no_jit)
+    with strategy.scope():
+        model = Seq2SeqTranslator(
+            len(vocabularies["source"]),
+            len(vocabularies["target"]),
+            embedding_dim=args.embedding_dim,
+            encoder_units=args.encoder_units,
+            decoder_units=args.decoder_units,
+            attention_units=args.attention_units,
+            readout_units=args.readout_units,
+            dropout=args.dropout,
+            attention=not args.no_attention,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
             ),
-        ],
-    )
+            weighted_metrics=[
+                keras.metrics.SparseCategoricalAccuracy("accuracy")
+            ],
+            jit_compile=jit_compile,
+        )
+    model.summary(print_fn=lambda line, **_: print(line))
+    check_compiled(model, jit_compile)
+    started = time.time()
+    with fit_context(model, strategy, lambda: next(iter(datasets["train"]))):
+        history = model.fit(
+            datasets["train"],
+            validation_data=datasets["val"],
+            epochs=args.epochs,
+            verbose=2 if args.smoke else 1,
+            callbacks=[
+                *backup_callbacks(args),
+                *logging_callbacks(out),
+                best_checkpoint(out / "model.keras", "val_loss"),
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss", factor=0.5, patience=1, verbose=1
+                ),
+            ],
+        )
     train_minutes = (time.time() - started) / 60
+    save_final_weights(model, args)
     best_epoch = int(np.argmin(history.history["val_loss"])) + 1
     training = {
         "command": "python examples/translate.py " + " ".join(sys.argv[1:]),
@@ -344,7 +364,7 @@ def train(args) -> int:
         "val_loss": float(min(history.history["val_loss"])),
         "val_accuracy": float(history.history["val_accuracy"][best_epoch - 1]),
         "train_minutes": round(train_minutes, 2),
-        "jit_compile": not args.no_jit,
+        "jit_compile": jit_compile,
     }
     (out / TRAINING_FILE).write_text(json.dumps(training, indent=2))
     return finish(args)

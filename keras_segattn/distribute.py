@@ -140,7 +140,7 @@ def make_strategy(name: str = "default", tf_config=None):
 
     - `"default"`: `tf.distribute.get_strategy()` (no distribution).
     - `"mirrored"`: `MirroredStrategy` over the visible GPUs, else over every
-      logical CPU device (split the CPU with
+      logical CPU device with `ReductionToOneDevice` (split the CPU with
       `tf.config.set_logical_device_configuration` before TF initialises
       its devices to get several CPU replicas).
     - `"multi-worker"`: `MultiWorkerMirroredStrategy`; `tf_config` (JSON or
@@ -160,7 +160,16 @@ def make_strategy(name: str = "default", tf_config=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(_mirrored_devices())
+        devices = _mirrored_devices()
+        if "GPU" in devices[0]:
+            return tf.distribute.MirroredStrategy(devices)
+        # CPU replicas reduce on one device: the default collective ops
+        # give every MirroredStrategy of a process the same instance keys,
+        # so a second strategy's all-reduce fails ("Shape mismatch in the
+        # collective instance 100").
+        return tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
     if name == "multi-worker":
         if tf_config is None:
             if not os.environ.get("TF_CONFIG"):
