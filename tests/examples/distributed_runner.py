@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 # name: the smoke argv, before --output-dir (cheapest variants).
 SMOKE_ARGV = {
+    # translate first: after several other examples in the same process its
+    # export fails tracing `model.encode` (an autograph cache clash of the
+    # shared process, not of the strategy: alone it passes).
+    "translate": ["train", "--smoke", "--epochs", "1"],
     "caption_digits": ["--smoke", "--modes", "soft"],
     "char_rnn": ["--smoke"],
     "draw_mnist": ["--smoke"],
@@ -30,7 +34,6 @@ SMOKE_ARGV = {
     "segmentation": ["train", "--smoke"],
     "stn_cluttered_mnist": ["--smoke", "--models", "st_cnn"],
     "stn_mnist_addition": ["--smoke"],
-    "translate": ["train", "--smoke", "--epochs", "1"],
 }
 
 

@@ -268,16 +268,12 @@ def _free_ports(count: int) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name, model_name",
-    [
-        ("segmentation", "fcn_segmenter"),
-        ("instance_segmentation", "faster_rcnn"),
-    ],
-)
-def test_multi_worker_mirrored_two_workers_end_identical(
-    name, model_name, tmp_path
-):
+@pytest.mark.parametrize("name", ["segmentation", "instance_segmentation"])
+def test_multi_worker_mirrored_two_workers_end_identical(name, tmp_path):
+    """Trainable weights and optimizer state end bit-identical on both
+    workers. BatchNormalization's moving mean and variance (its vars 2
+    and 3) are updated from each worker's own half of the batch (Keras's
+    default `synchronized=False`), so they agree only approximately."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     commands = []
@@ -304,14 +300,21 @@ def test_multi_worker_mirrored_two_workers_end_identical(
     logs = [_tail(log) for _, _, log in commands]
     assert codes == [0, 0], logs
     for _, _, log in commands:
-        assert "MultiWorkerMirroredStrategy, 2 replica(s)" in log.read_text()
+        text = log.read_text()
+        # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy
+        assert "CollectiveAllReduceStrategy, 2 replica(s) in sync" in text
+        assert "XLA off" in text  # no XLA collectives on CPU
     first, second = (
         _weights(next((tmp_path / f"worker{i}" / "final").glob("*.weights.h5")))
         for i in range(2)
     )
     assert first.keys() == second.keys() and first
+    moving = re.compile(r"batch_normalization(_\d+)?/vars/[23]$")
     for key in first:
-        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+        if moving.search(key):
+            np.testing.assert_allclose(first[key], second[key], atol=0.05)
+        else:
+            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
 def _backup_command(name, extra, out: Path) -> list:
