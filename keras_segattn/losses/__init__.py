@@ -5,3 +5,4 @@ from keras_segattn.losses.detection import mask_rcnn_loss
 from keras_segattn.losses.detection import rpn_loss
 from keras_segattn.losses.detection import smooth_l1
 from keras_segattn.losses.segmentation import segmentation_loss
+from keras_segattn.losses.sequence import TokenCrossentropy

@@ -3,14 +3,19 @@
 Each function takes the outputs of a head and the targets of its labeler
 or sampler (`AnchorLabeler`, `RoISampler`) for a batch and returns float32
 scalars normalised as torchvision normalises them (by the number of sampled
-anchors or RoIs, or of positive mask pixels, in the batch). Distribution
-scaling (dividing by the number of replicas) is the model's business.
+anchors or RoIs, or of positive mask pixels, in the batch). Under
+`tf.distribute` "the batch" is the global batch: inside a replica context
+the counts are summed over the replicas (`losses.distribution.
+sum_over_replicas`), so each replica returns its share of the global-batch
+loss and the shares, whose gradients Keras sums, add up to the loss one
+device computes on the whole batch. On one device nothing changes.
 """
 
 from __future__ import annotations
 
 from keras import ops
 
+from keras_segattn.losses.distribution import sum_over_replicas
 from keras_segattn.validation import Tensor
 
 # torchvision's smooth L1 `beta` for both box losses.
@@ -28,10 +33,12 @@ def smooth_l1(x: Tensor, beta: float = SMOOTH_L1_BETA) -> Tensor:
 
 
 def _sampled_weights(labels: Tensor) -> tuple:
-    """(sampled, positive) float32 masks and the sampled count (>= 1)."""
+    """(sampled, positive) float32 masks and the sampled count (>= 1) of
+    the global batch."""
     is_sampled = ops.cast(labels >= 0, "float32")
     is_positive = ops.cast(labels > 0, "float32")
-    return is_sampled, is_positive, ops.maximum(ops.sum(is_sampled), 1.0)
+    count = sum_over_replicas(ops.sum(is_sampled))
+    return is_sampled, is_positive, ops.maximum(count, 1.0)
 
 
 def rpn_loss(
@@ -139,5 +146,5 @@ def mask_rcnn_loss(
     loss = ops.binary_crossentropy(mask_targets, logits, from_logits=True)
     weight = ops.cast(labels > 0, "float32")[:, :, None, None]
     pixels = logits.shape[2] * logits.shape[3]
-    count = ops.maximum(ops.sum(weight) * pixels, 1.0)
+    count = ops.maximum(sum_over_replicas(ops.sum(weight)) * pixels, 1.0)
     return ops.sum(loss * weight) / count

@@ -22,6 +22,9 @@ from keras import ops
 from keras_segattn import validation
 from keras_segattn.layers.show_attend_tell_decoder import ATTENTION_MODES
 from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder
+from keras_segattn.losses.distribution import global_mean
+from keras_segattn.losses.distribution import replica_share_of_mean
+from keras_segattn.losses.distribution import sum_over_replicas
 from keras_segattn.models._config import ConstructorConfigMixin
 
 
@@ -180,11 +183,20 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
         self.embedding = embedding
         self.decoder = decoder
         self.logits_layer = logits_layer
+        # Updated once per global step from the global batch's mean reward
+        # (identical on every replica): under tf.distribute the first
+        # replica's assignment is the update.
         self.reward_average = keras.Variable(
-            0.0, trainable=False, name="reward_average"
+            0.0,
+            trainable=False,
+            aggregation="only_first_replica",
+            name="reward_average",
         )
         self.reward_updates = keras.Variable(
-            0.0, trainable=False, name="reward_updates"
+            0.0,
+            trainable=False,
+            aggregation="only_first_replica",
+            name="reward_updates",
         )
         self.caption_accuracy = keras.metrics.SparseCategoricalAccuracy(
             name="accuracy"
@@ -217,15 +229,21 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
+        """The loss of this replica's examples as its share of the global
+        batch's: sums over its tokens and captions divided by the global
+        token and caption counts (all-reduced under `tf.distribute`), so
+        that the replicas' shares, whose gradients Keras sums, add up to
+        the loss of one device on the whole batch."""
         mask = ops.cast(ops.greater(y, 0), "float32")
         if sample_weight is not None:
             mask = mask * ops.cast(sample_weight, "float32")
-        tokens = ops.maximum(ops.sum(mask), 1.0)
+        tokens = ops.maximum(sum_over_replicas(ops.sum(mask)), 1.0)
         cross_entropy = keras.losses.sparse_categorical_crossentropy(
             y, y_pred["logits"], from_logits=True
         )
-        loss = ops.sum(cross_entropy * mask) / tokens
-        self.caption_nll.update_state(loss)
+        nll = ops.sum(cross_entropy * mask)
+        loss = nll / tokens
+        self.caption_nll.update_state(sum_over_replicas(nll) / tokens)
         if self.attention_mode == "none":
             return loss
         weights = y_pred["attention"] * mask[..., None]  # [B, T, L]
@@ -233,14 +251,15 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
         # over the caption. Eq. 14 sums over locations; the mean keeps λ
         # independent of the grid size (as the common PyTorch port does).
         coverage = ops.sum(weights, axis=1)  # [B, L]
-        loss = loss + self.doubly_stochastic * ops.mean(
-            ops.square(1.0 - coverage)
+        loss = loss + self.doubly_stochastic * replica_share_of_mean(
+            ops.mean(ops.square(1.0 - coverage), axis=-1)
         )
         if self.attention_mode == "hard" and training:
             # REINFORCE with reward log p(y | s, a) per caption.
             reward = -ops.sum(cross_entropy * mask, axis=-1)  # [B]
             reward = ops.stop_gradient(reward)
-            advantage = reward - self._baseline(reward)
+            batch_reward = global_mean(reward)
+            advantage = reward - self._baseline(batch_reward)
             log_probs = ops.sum(y_pred["sample_log_probs"] * mask, axis=-1)
             loss = loss - ops.sum(advantage * log_probs) / tokens
             entropy = (
@@ -249,7 +268,7 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
             loss = loss - self.entropy_weight * entropy
             decay = self.baseline_decay
             self.reward_average.assign(
-                decay * self.reward_average + (1.0 - decay) * ops.mean(reward)
+                decay * self.reward_average + (1.0 - decay) * batch_reward
             )
             self.reward_updates.assign(self.reward_updates + 1.0)
         return loss
@@ -266,10 +285,10 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
             0.0,
         )
 
-    def _baseline(self, reward):
-        # Before any update the batch mean is the only estimate.
+    def _baseline(self, batch_reward):
+        # Before any update the (global) batch mean is the only estimate.
         return ops.where(
-            self.reward_updates > 0, self.reward_baseline, ops.mean(reward)
+            self.reward_updates > 0, self.reward_baseline, batch_reward
         )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

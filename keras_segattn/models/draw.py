@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from keras_segattn.layers.draw_core import DrawCore
+from keras_segattn.losses.distribution import replica_share_of_mean
 from keras_segattn.models._config import ConstructorConfigMixin
 
 
@@ -35,8 +36,9 @@ class DRAW(ConstructorConfigMixin, keras.Model):
     Inputs: images [B, H, W, 1] with values in {0, 1} (binarised).
     Outputs: `{"canvases": logits [B, T, H, W], "kl": [B, T]}`.
     `compute_loss` returns the negative bound `L^x + L^z` in nats per
-    image (mean over the batch); `reconstruction` and `kl` metrics show
-    the two terms.
+    image (mean over the batch; under `tf.distribute` each replica's
+    share of the global batch mean); `reconstruction` and `kl` metrics
+    show the two terms.
     """
 
     def __init__(
@@ -121,9 +123,13 @@ class DRAW(ConstructorConfigMixin, keras.Model):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         total, reconstruction, kl = self.negative_bound(x, y_pred)
+        # Per-example terms: the trackers' sums and counts add up over the
+        # replicas to the global batch mean.
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return ops.mean(total)
+        # This replica's share of the global batch mean (the mean itself on
+        # one device): Keras sums the replicas' gradients.
+        return replica_share_of_mean(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()

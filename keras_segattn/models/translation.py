@@ -54,6 +54,12 @@ class Seq2SeqTranslator(ConstructorConfigMixin, keras.Model):
 
     Inputs: `{"source": int [B, S], "target_in": int [B, T]}`.
     Output: logits float32 [B, T, target_vocabulary_size].
+
+    The model has no loss of its own: compile it with
+    `keras_segattn.losses.TokenCrossentropy(from_logits=True)` and token
+    weights (0 on padding), the mean over the global batch's tokens under
+    `tf.distribute` too (Keras's `reduction="mean_with_sample_weight"`
+    averages each replica's tokens separately).
     """
 
     def __init__(

@@ -23,7 +23,6 @@ input-image pixels and a box of four -1 is padding. The ground truth of
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_segattn import validation
@@ -31,6 +30,8 @@ from keras_segattn.layers import _roi_common
 from keras_segattn.losses.detection import fast_rcnn_loss
 from keras_segattn.losses.detection import mask_rcnn_loss
 from keras_segattn.losses.detection import rpn_loss
+from keras_segattn.losses.distribution import scale_loss_for_distribution
+from keras_segattn.losses.distribution import unscale_loss_for_distribution
 from keras_segattn.ops._boxes import is_padding_box
 
 LOSS_NAMES = (
@@ -252,8 +253,10 @@ class TwoStageDetector(keras.Model):
         self, images, y, training: bool = False, first_stage=None
     ) -> dict:
         """The losses of a batch: a dict of float32 scalars, `LOSS_NAMES`
-        plus `loss_mask` with a mask head (torchvision's normalisation,
-        no distribution scaling).
+        plus `loss_mask` with a mask head (torchvision's normalisation; in
+        a `tf.distribute` replica context by the global batch's counts,
+        so each value is this replica's share, `keras_segattn.losses.
+        detection`).
 
         Args:
             images: float tensor [B, H, W, C] in 0..255.
@@ -329,18 +332,18 @@ class TwoStageDetector(keras.Model):
         losses = self.compute_detection_losses(
             self._images(x), y, training=training, first_stage=first_stage
         )
+        # Under tf.distribute each loss is this replica's share of the
+        # global-batch loss (normalised by the global counts): the shares,
+        # whose gradients Keras sums, add up to the one-device loss, and
+        # `unscale` makes the trackers' mean over replicas that sum.
         total = sum(losses.values())
-        self.loss_trackers[0].update_state(total)
+        self.loss_trackers[0].update_state(unscale_loss_for_distribution(total))
         for tracker, name in zip(
             self.loss_trackers[1:], self.loss_names, strict=True
         ):
-            tracker.update_state(losses[name])
-        # Keras sums the replicas' gradients: each replica's loss is its
-        # share of the global mean (keras.losses' own scaling).
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        total = total / num_replicas
-        if self.losses:
-            total = total + ops.sum(self.losses) / num_replicas
+            tracker.update_state(unscale_loss_for_distribution(losses[name]))
+        if self.losses:  # the same on every replica: keras.losses' scaling
+            total = total + scale_loss_for_distribution(ops.sum(self.losses))
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
