@@ -58,6 +58,7 @@ from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import spa_eng  # noqa: E402
 from keras_segattn.data import text as text_lib  # noqa: E402
 from keras_segattn.export import translation as translation_export  # noqa: E402,E501
+from keras_segattn.losses import TokenCrossentropy  # noqa: E402
 from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
 
 from _common import add_distribution_arguments  # noqa: E402
@@ -321,9 +322,9 @@ def train(args) -> int:
         )
         model.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, reduction="mean_with_sample_weight"
-            ),
+            # The mean over the global batch's target tokens; Keras's
+            # "mean_with_sample_weight" divides per replica.
+            loss=TokenCrossentropy(from_logits=True),
             weighted_metrics=[
                 keras.metrics.SparseCategoricalAccuracy("accuracy")
             ],
