@@ -41,9 +41,9 @@ from keras_segattn.models.detection_backbones import fpn_anchor_sizes
 from keras_segattn.models.two_stage_detector import LOSS_NAMES  # noqa: F401
 from keras_segattn.models.two_stage_detector import MASK_LOSS_NAME  # noqa: F401
 from keras_segattn.models.two_stage_detector import TwoStageDetector
-from keras_segattn.validation import check_fraction
 from keras_segattn.ops.anchors import num_anchors_per_location
 from keras_segattn.ops.box_coding import check_box_coder_weights
+from keras_segattn.validation import check_fraction
 
 ROI_OPS = ("align", "pool")
 
