@@ -78,3 +78,16 @@ def np_roi_rows(boxes, num_images):
     return np.concatenate(
         [index[:, None].astype(np.float32), boxes.reshape(-1, 4)], 1
     )
+
+
+def np_conv_same(x, kernel, bias):
+    """Stride-1 'same' convolution [B, H, W, C] (odd kernel), loops."""
+    kh, kw, _, out = kernel.shape
+    batch, height, width, _ = x.shape
+    padded = np.pad(x, ((0, 0), (kh // 2,) * 2, (kw // 2,) * 2, (0, 0)))
+    y = np.zeros((batch, height, width, out))
+    for i in range(height):
+        for j in range(width):
+            patch = padded[:, i : i + kh, j : j + kw, :]
+            y[:, i, j] = np.einsum("bhwc,hwco->bo", patch, kernel)
+    return y + bias

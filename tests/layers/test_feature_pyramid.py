@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.layers import FeaturePyramid
+from tests.references import np_conv_same
 from tests.testing import check_config_round_trip
 from tests.testing import check_keras_round_trip
 from tests.testing import check_xla_fit
@@ -19,19 +20,6 @@ SHAPES = [(2, 8, 12, 3), (2, 4, 6, 5), (2, 2, 3, 4)]
 def _levels(shapes=SHAPES, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.normal(size=s).astype(F32) for s in shapes]
-
-
-def np_conv_same(x, kernel, bias):
-    """Stride-1 'same' convolution [B, H, W, C] (odd kernel), loops."""
-    kh, kw, _, out = kernel.shape
-    batch, height, width, _ = x.shape
-    padded = np.pad(x, ((0, 0), (kh // 2,) * 2, (kw // 2,) * 2, (0, 0)))
-    y = np.zeros((batch, height, width, out))
-    for i in range(height):
-        for j in range(width):
-            patch = padded[:, i : i + kh, j : j + kw, :]
-            y[:, i, j] = np.einsum("bhwc,hwco->bo", patch, kernel)
-    return y + bias
 
 
 def np_nearest(x, height, width):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.layers import RPNHead
+from tests.references import np_conv_same
 from tests.testing import check_config_round_trip
 from tests.testing import check_keras_round_trip
 from tests.testing import check_xla_fit
@@ -21,19 +22,6 @@ def _levels(shapes=SHAPES, seed=0):
     return [rng.normal(size=s).astype(F32) for s in shapes]
 
 
-def np_conv(x, kernel, bias):
-    """Stride-1 'same' convolution [B, H, W, C] (odd kernel), loops."""
-    kh, kw, _, out = kernel.shape
-    batch, height, width, _ = x.shape
-    padded = np.pad(x, ((0, 0), (kh // 2,) * 2, (kw // 2,) * 2, (0, 0)))
-    y = np.zeros((batch, height, width, out))
-    for i in range(height):
-        for j in range(width):
-            patch = padded[:, i : i + kh, j : j + kw, :]
-            y[:, i, j] = np.einsum("bhwc,hwco->bo", patch, kernel)
-    return y + bias
-
-
 def np_rpn_head(layer, levels):
     """torchvision `RPNHead.forward`: per level, relu(conv3x3) then the
     1x1 objectness and box-delta convolutions."""
@@ -43,10 +31,10 @@ def np_rpn_head(layer, levels):
     objectness, deltas = [], []
     for level in levels:
         hidden = np.maximum(
-            np_conv(np.asarray(level, "float64"), conv_k, conv_b), 0
+            np_conv_same(np.asarray(level, "float64"), conv_k, conv_b), 0
         )
-        objectness.append(np_conv(hidden, obj_k, obj_b))
-        deltas.append(np_conv(hidden, box_k, box_b))
+        objectness.append(np_conv_same(hidden, obj_k, obj_b))
+        deltas.append(np_conv_same(hidden, box_k, box_b))
     return objectness, deltas
 
 

@@ -8,41 +8,22 @@ import numpy as np
 import pytest
 
 from keras_segattn.models import Seq2SeqTranslator
+from tests.decoding.helpers import source_ids
+from tests.decoding.helpers import translator
 
 START = 2
-SMALL = dict(
-    embedding_dim=6,
-    encoder_units=5,
-    decoder_units=7,
-    attention_units=4,
-    readout_units=3,
-)
-
-
-def _model(attention=True, target_vocabulary_size=9, **kwargs):
-    return Seq2SeqTranslator(
-        11, target_vocabulary_size, attention=attention, **SMALL, **kwargs
-    )
-
-
-def _source(seed=0):
-    rng = np.random.default_rng(seed)
-    source = rng.integers(1, 11, size=(3, 6)).astype("int32")
-    source[1, 4:] = 0  # padding
-    source[2, 2:] = 0
-    return source
 
 
 def _batch(seed=0, steps=5):
     rng = np.random.default_rng(seed)
     target = rng.integers(4, 9, size=(3, steps)).astype("int32")
     target[:, 0] = START
-    return {"source": _source(seed), "target_in": target}
+    return {"source": source_ids(seed), "target_in": target}
 
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_fit_with_xla_and_keras_round_trip(tmp_path, attention):
-    model = _model(attention)
+    model = translator(attention)
     batch = _batch()
     logits = model(batch)
     assert tuple(logits.shape) == (3, 5, 9)
@@ -71,14 +52,14 @@ def test_fit_with_xla_and_keras_round_trip(tmp_path, attention):
 
 
 def test_mixed_precision_logits_are_float32():
-    model = _model(dtype="mixed_float16")
+    model = translator(dtype="mixed_float16")
     logits = model(_batch())
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert all(str(w.dtype) == "float32" for w in model.weights)
 
 
 def test_source_padding_does_not_change_the_output():
-    model = _model()
+    model = translator()
     batch = _batch()
     padded = dict(batch)
     padded["source"] = np.pad(batch["source"], ((0, 0), (0, 3)))
