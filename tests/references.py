@@ -30,21 +30,34 @@ def np_bilinear_kernel(factor, channels):
     return kernel
 
 
-def np_max_pool_with_argmax(x, pool_size):
-    """Loop reference: window max and its row-major local index, ties first."""
+def np_max_pool_with_argmax(x, pool_size, padding="valid"):
+    """Loop reference: window max and its row-major local index, ties first.
+
+    "valid" visits whole windows only (floor); "same" is ceil mode
+    (`torch.nn.MaxPool2d(k, k, ceil_mode=True)`): the last row and column
+    of windows may hang over the bottom and right, and only the positions
+    inside the input are visited, so padding never wins.
+    """
     kh, kw = pool_size
     batch, height, width, channels = x.shape
-    shape = (batch, height // kh, width // kw, channels)
+    if padding == "same":
+        out_h, out_w = -(-height // kh), -(-width // kw)
+    else:
+        out_h, out_w = height // kh, width // kw
+    shape = (batch, out_h, out_w, channels)
     pooled = np.zeros(shape, x.dtype)
     indices = np.zeros(shape, "int32")
     for b in range(batch):
-        for i in range(height // kh):
-            for j in range(width // kw):
+        for i in range(out_h):
+            for j in range(out_w):
                 for c in range(channels):
                     best, best_index = None, 0
                     for di in range(kh):
                         for dj in range(kw):
-                            v = x[b, i * kh + di, j * kw + dj, c]
+                            row, col = i * kh + di, j * kw + dj
+                            if row >= height or col >= width:
+                                continue  # outside the input: never wins
+                            v = x[b, row, col, c]
                             if best is None or v > best:  # strict: ties first
                                 best, best_index = v, di * kw + dj
                     pooled[b, i, j, c] = best
@@ -52,11 +65,18 @@ def np_max_pool_with_argmax(x, pool_size):
     return pooled, indices
 
 
-def np_max_unpool(x, indices, pool_size):
-    """Loop reference: each value at its local window position, else 0."""
+def np_max_unpool(x, indices, pool_size, output_size=None):
+    """Loop reference: each value at its local window position, else 0.
+
+    `output_size` (H, W) is the pooling's input size: positions at or past
+    row H or column W (the padding of ceil mode) are dropped.
+    """
     kh, kw = pool_size
     batch, height, width, channels = x.shape
-    out = np.zeros((batch, height * kh, width * kw, channels), x.dtype)
+    if output_size is None:
+        output_size = (height * kh, width * kw)
+    out_h, out_w = output_size
+    out = np.zeros((batch, out_h, out_w, channels), x.dtype)
     for b in range(batch):
         for i in range(height):
             for j in range(width):
@@ -64,7 +84,9 @@ def np_max_unpool(x, indices, pool_size):
                     index = int(indices[b, i, j, c])
                     if 0 <= index < kh * kw:
                         di, dj = divmod(index, kw)
-                        out[b, i * kh + di, j * kw + dj, c] = x[b, i, j, c]
+                        row, col = i * kh + di, j * kw + dj
+                        if row < out_h and col < out_w:
+                            out[b, row, col, c] = x[b, i, j, c]
     return out
 
 

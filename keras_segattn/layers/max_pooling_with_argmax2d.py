@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_segattn import validation
+from keras_segattn.ops.max_pool_with_argmax import _check_padding
 from keras_segattn.ops.max_pool_with_argmax import _pooled_shape
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 
@@ -26,22 +27,32 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     `row * kw + column`), int32; ties go to the first element in row-major
     order, which also receives the whole gradient.
 
+    `padding="same"` accepts any size (ceil mode, the windows of
+    `torch.nn.MaxPool2d(k, k, ceil_mode=True)`): the bottom and right are
+    padded with -inf, which never wins. Give the decoder's
+    `MaxUnpooling2D` the input size (`output_size`, or the input tensor
+    as `reference`) to undo it, e.g. 45 -> 23 -> 45.
+
     Args:
         pool_size: int or (kh, kw). Window size and stride.
+        padding: "valid" (H and W divisible by the pool size) or "same"
+            (ceil mode).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: float tensor [B, H, W, C]; H and W divisible by the pool
-            size.
+        inputs: float tensor [B, H, W, C]; with "valid" padding H and W
+            divisible by the pool size.
 
     Returns:
         Tuple `(pooled, indices)`: `pooled` [B, H / kh, W / kw, C] in
-        `compute_dtype` and `indices` int32 [B, H / kh, W / kw, C].
+        `compute_dtype` and `indices` int32 of the same shape (sizes
+        rounded up with "same" padding).
 
     Raises:
         ValueError: in `__init__` if `pool_size` is not a strictly positive
-            int or pair; when called, if the input is not rank 4 or a known
-            H or W is not divisible by the pool size.
+            int or pair or `padding` is not "valid" or "same"; when called,
+            if the input is not rank 4 or, with "valid" padding, a known H
+            or W is not divisible by the pool size.
         TypeError: when called on a non-floating input.
 
     Example:
@@ -59,15 +70,21 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
           https://arxiv.org/abs/1511.00561)
     """
 
-    def __init__(self, pool_size: int | Sequence[int] = (2, 2), **kwargs):
+    def __init__(
+        self,
+        pool_size: int | Sequence[int] = (2, 2),
+        padding: str = "valid",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.pool_size = validation.standardize_size(pool_size, "pool_size")
+        self.padding = _check_padding(padding)
 
     def call(self, inputs):
-        return max_pool_with_argmax(inputs, self.pool_size)
+        return max_pool_with_argmax(inputs, self.pool_size, self.padding)
 
     def compute_output_shape(self, input_shape):
-        shape = _pooled_shape(input_shape, self.pool_size)
+        shape = _pooled_shape(input_shape, self.pool_size, self.padding)
         return shape, shape
 
     def compute_output_spec(self, inputs):
@@ -79,4 +96,8 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         )
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "pool_size": self.pool_size}
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "padding": self.padding,
+        }

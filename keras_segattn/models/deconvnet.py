@@ -29,7 +29,8 @@ def DeconvNet(
     units) ends in a 2x2 `MaxPoolingWithArgmax2D` (`encoder_block{i}_pool`)
     that records where each maximum came from; the mirrored decoder stage
     puts values back at those positions with `MaxUnpooling2D`
-    (`decoder_block{i}_unpool`) and densifies the sparse map with
+    (`decoder_block{i}_unpool`), at the size the stage had before pooling,
+    and densifies the sparse map with
     Conv3x3-BN-ReLU units (`decoder_block{i}`), the last of which narrows
     to the width of the next stage up, as in SegNet. A 1x1 convolution
     (`deconvnet_score`) gives the class scores.
@@ -41,11 +42,13 @@ def DeconvNet(
     convolution to 1x1 and back), which needs a fixed 224x224 input, is
     left out; the result is SegNet's architecture at a smaller width.
 
-    The input height and width must be divisible by `2 ** len(filters)`
-    (every pooling window must be whole for the switches to invert it).
-    A static `image_shape` is checked here; with a dynamic one the pooling
-    layer raises when it is called. Callers pad or resize (the serving
-    export resizes to a fixed size anyway).
+    Any input height and width is accepted, e.g. CamVid at its native
+    360x480. The pools use `padding="same"` (ceil mode, the windows of
+    `torch.nn.MaxPool2d(2, 2, ceil_mode=True)`; with even sizes the same as
+    "valid"), so an odd size is rounded up (45 -> 23), and every unpool
+    receives the size its encoder stage had before pooling (23 -> 45):
+    `output_size` where `image_shape` makes it static, otherwise the
+    pooling layer's input as `reference`, read at call time.
 
     Args:
         num_classes: int >= 1. Number of classes (void excluded).
@@ -64,14 +67,13 @@ def DeconvNet(
 
     Raises:
         ValueError: on `num_classes < 1`, empty or non-positive `filters`,
-            a bad `convs_per_stage` or `image_shape`, or a static H or W not
-            divisible by `2 ** len(filters)`.
+            or a bad `convs_per_stage` or `image_shape`.
 
     Example:
 
-    >>> model = DeconvNet(num_classes=11, image_shape=(64, 64, 3))
+    >>> model = DeconvNet(num_classes=11, image_shape=(360, 480, 3))
     >>> model.output_shape
-    (None, 64, 64, 11)
+    (None, 360, 480, 11)
 
     Reference:
         - [Noh, Hong and Han, "Learning Deconvolution Network for Semantic
@@ -92,36 +94,34 @@ def DeconvNet(
     convs_per_stage = _standardize_per_stage(
         convs_per_stage, num_stages, "convs_per_stage"
     )
-    divisor = 2**num_stages
-    for size in image_shape[:2]:
-        if size is not None and size % divisor:
-            raise ValueError(
-                "Invalid value for argument `image_shape`. Expected height "
-                f"and width divisible by 2 ** len(filters) = {divisor} (one "
-                "2x2 pooling per stage); pad or resize the images. "
-                f"Received: image_shape={image_shape}."
-            )
-
     images = keras.Input(image_shape, name="images")
     x = keras.layers.Rescaling(
         1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
     )(images)
-    switches = []
+    switches, pre_pool = [], []
     for stage, (width, num_convs) in enumerate(
         zip(filters, convs_per_stage, strict=True), start=1
     ):
         x = apply_conv_block(
             x, width, num_convs, name=f"encoder_block{stage}", dtype=dtype
         )
+        pre_pool.append(x)
         x, indices = MaxPoolingWithArgmax2D(
-            2, name=f"encoder_block{stage}_pool", dtype=dtype
+            2, padding="same", name=f"encoder_block{stage}_pool", dtype=dtype
         )(x)
         switches.append(indices)
 
     for stage in range(num_stages, 0, -1):
-        x = MaxUnpooling2D(2, name=f"decoder_block{stage}_unpool", dtype=dtype)(
-            x, switches[stage - 1]
-        )
+        # The pre-pool size: static where known, else read at call time.
+        features = pre_pool[stage - 1]
+        size = tuple(features.shape[1:3])
+        dynamic = None in size
+        x = MaxUnpooling2D(
+            2,
+            output_size=None if dynamic else size,
+            name=f"decoder_block{stage}_unpool",
+            dtype=dtype,
+        )(x, switches[stage - 1], reference=features if dynamic else None)
         width = filters[stage - 1]
         out_width = filters[max(stage - 2, 0)]
         widths = (width,) * (convs_per_stage[stage - 1] - 1) + (out_width,)

@@ -44,6 +44,52 @@ def test_layer_checks(tmp_path):
     )
 
 
+def test_layer_checks_same_padding(tmp_path):
+    x = np.random.default_rng(3).normal(size=(2, 7, 5, 3)).astype("float32")
+    run_layer_checks(
+        MaxPoolingWithArgmax2D,
+        {"pool_size": (2, 3), "padding": "same"},
+        x,
+        tmp_path=tmp_path,
+        expected_output_shape=[(2, 4, 2, 3), (2, 4, 2, 3)],
+        expected_num_trainable_weights=0,
+        reference_fn=lambda layer, inputs: list(
+            np_max_pool_with_argmax(inputs, layer.pool_size, "same")
+        ),
+        atol=0.0,
+        bad_init_kwargs=[
+            (
+                {"padding": "full"},
+                ValueError,
+                re.escape(
+                    "Invalid value for argument `padding`. Expected one of "
+                    "['valid', 'same']. Received: padding='full'."
+                ),
+            ),
+            ({"padding": None}, ValueError, "Received: padding=None"),
+        ],
+        bad_call_inputs=[
+            ((2, 7, 5), ValueError, "Invalid rank for argument `inputs`"),
+        ],
+    )
+
+
+def test_same_padding_config_and_shapes():
+    layer = MaxPoolingWithArgmax2D(2, padding="SAME")
+    assert layer.padding == "same"
+    config = layer.get_config()
+    assert config["padding"] == "same"
+    assert MaxPoolingWithArgmax2D.from_config(config).padding == "same"
+    assert MaxPoolingWithArgmax2D().padding == "valid"
+    assert (
+        layer.compute_output_shape((None, 45, 60, 8))
+        == ((None, 23, 30, 8),) * 2
+    )
+    pooled, indices = layer(keras.Input((45, None, 8)))
+    assert pooled.shape == (None, 23, None, 8)
+    assert indices.shape == (None, 23, None, 8)
+
+
 def test_int_pool_size_is_normalised():
     layer = MaxPoolingWithArgmax2D(3)
     assert layer.pool_size == (3, 3)

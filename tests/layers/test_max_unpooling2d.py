@@ -8,6 +8,7 @@ import pytest
 
 from keras_segattn.layers import MaxPoolingWithArgmax2D
 from keras_segattn.layers import MaxUnpooling2D
+from tests.references import np_max_pool_with_argmax
 from tests.references import np_max_unpool
 from tests.testing import run_layer_checks
 
@@ -73,6 +74,142 @@ def test_layer_checks(tmp_path):
             ),
         ],
     )
+
+
+def test_layer_checks_output_size(tmp_path):
+    rng = np.random.default_rng(10)
+    inputs = {
+        "inputs": rng.normal(size=(2, 3, 2, 3)).astype("float32"),
+        "indices": rng.integers(0, 6, size=(2, 3, 2, 3)).astype("int32"),
+    }
+    run_layer_checks(
+        MaxUnpooling2D,
+        {"pool_size": (2, 3), "output_size": (5, 5)},
+        inputs,
+        tmp_path=tmp_path,
+        expected_output_shape=(2, 5, 5, 3),
+        expected_num_trainable_weights=0,
+        reference_fn=lambda layer, inputs: np_max_unpool(
+            inputs["inputs"],
+            inputs["indices"],
+            layer.pool_size,
+            layer.output_size,
+        ),
+        atol=0.0,
+        bad_init_kwargs=[
+            ({"output_size": 0}, ValueError, "Received: output_size=0."),
+            ({"output_size": (5, "5")}, ValueError, "`output_size`"),
+            (
+                {"indices_format": "global"},
+                ValueError,
+                re.escape("Received: indices_format='global'"),
+            ),
+        ],
+        bad_call_inputs=[
+            (
+                {"inputs": (2, 2, 2, 3), "indices": ((2, 2, 2, 3), "int32")},
+                ValueError,
+                re.escape("height in [3, 4] and width in [4, 6]"),
+            ),
+            (
+                {"inputs": (2, 3, 1, 3), "indices": ((2, 3, 1, 3), "int32")},
+                ValueError,
+                re.escape("Received: output_size=(5, 5)"),
+            ),
+        ],
+    )
+
+
+def test_output_size_and_indices_format_config():
+    layer = MaxUnpooling2D(2, output_size=[45, 60], indices_format="flat")
+    assert layer.output_size == (45, 60)
+    config = layer.get_config()
+    assert config["output_size"] == (45, 60)
+    assert config["indices_format"] == "flat"
+    restored = MaxUnpooling2D.from_config({**config, "output_size": [45, 60]})
+    assert restored.output_size == (45, 60)
+    assert MaxUnpooling2D().output_size is None
+    assert MaxUnpooling2D().indices_format == "local"
+    assert layer.compute_output_shape((None, 23, 30, 4), (None, 23, 30, 4)) == (
+        None,
+        45,
+        60,
+        4,
+    )
+    with pytest.raises(ValueError, match=re.escape("width in [61, 62]")):
+        layer.compute_output_shape((None, 23, 31, 4), (None, 23, 31, 4))
+
+
+def build_odd_size_segnet_like(image_shape, use_reference):
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(images)
+    pooled, indices = MaxPoolingWithArgmax2D(2, padding="same", name="pool")(x)
+    y = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(pooled)
+    if use_reference:
+        y = MaxUnpooling2D(2, name="unpool")(y, indices, reference=x)
+    else:
+        y = MaxUnpooling2D(2, output_size=image_shape[:2], name="unpool")(
+            y, indices
+        )
+    logits = keras.layers.Conv2D(3, 1, name="logits")(y)
+    return keras.Model(images, logits, name="segnet_like")
+
+
+@pytest.mark.parametrize(
+    "image_shape, use_reference",
+    [((9, 7, 3), False), ((None, None, 3), True), ((9, None, 3), True)],
+)
+def test_odd_size_model_trains_under_xla_and_round_trips(
+    tmp_path, image_shape, use_reference
+):
+    model = build_odd_size_segnet_like(image_shape, use_reference)
+    static = tuple(None if d is None else d for d in image_shape[:2])
+    assert model.output_shape == (None, *static, 3)
+    rng = np.random.default_rng(11)
+    images = rng.normal(size=(2, 9, 7, 3)).astype("float32")
+    labels = rng.integers(0, 3, size=(2, 9, 7)).astype("int32")
+    eager = np.asarray(model(images))
+    assert eager.shape == (2, 9, 7, 3)
+    xla = keras.Model(model.inputs, model.outputs)
+    xla.compile(jit_compile=True)
+    np.testing.assert_allclose(xla.predict(images, verbose=0), eager, atol=1e-6)
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    assert model.jit_compile is True
+    history = model.fit(images, labels, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    model.save(tmp_path / "odd.keras")
+    restored = keras.saving.load_model(tmp_path / "odd.keras")
+    assert (
+        restored.get_layer("unpool").output_size
+        == model.get_layer("unpool").output_size
+    )
+    np.testing.assert_array_equal(
+        np.asarray(model(images)), np.asarray(restored(images))
+    )
+
+
+def test_reference_gives_the_output_size_and_is_checked():
+    features = keras.Input((None, None, 2))
+    pooled, indices = MaxPoolingWithArgmax2D(2, padding="same")(features)
+    out = MaxUnpooling2D(2)(pooled, indices, reference=features)
+    model = keras.Model(features, out)
+    x = np.random.default_rng(12).normal(size=(2, 5, 7, 2)).astype("float32")
+    ref_pooled, ref_indices = np_max_pool_with_argmax(x, (2, 2), "same")
+    np.testing.assert_array_equal(
+        np.asarray(model(x)),
+        np_max_unpool(ref_pooled, ref_indices, (2, 2), (5, 7)),
+    )
+    static = keras.Input((5, 7, 2))
+    pooled, indices = MaxPoolingWithArgmax2D(2, padding="same")(static)
+    layer = MaxUnpooling2D(2, output_size=(5, 8))
+    with pytest.raises(ValueError, match=re.escape("Received: reference")):
+        layer(pooled, indices, reference=static)
+    with pytest.raises(ValueError, match="Invalid rank for argument `ref"):
+        MaxUnpooling2D(2)(pooled, indices, reference=keras.Input((5, 7)))
 
 
 def test_int_pool_size_and_json_config():

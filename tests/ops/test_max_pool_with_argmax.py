@@ -16,10 +16,10 @@ def dtype_of(x):
     return keras.backend.standardize_dtype(x.dtype)
 
 
-def np_pool_gradient(x, pool_size, upstream):
+def np_pool_gradient(x, pool_size, upstream, padding="valid"):
     """Loop reference: d(sum(pooled * upstream)) / dx, argmax element only."""
     kh, kw = pool_size
-    _, indices = np_max_pool_with_argmax(x, pool_size)
+    _, indices = np_max_pool_with_argmax(x, pool_size, padding)
     grad = np.zeros(x.shape, "float64")
     batch, out_h, out_w, channels = indices.shape
     for b in range(batch):
@@ -183,3 +183,187 @@ def test_integer_inputs_raise_type_error():
         TypeError, match=re.escape("Received: inputs.dtype=int32")
     ):
         max_pool_with_argmax(np.zeros((1, 2, 2, 1), "int32"))
+
+
+# --- padding="same" (ceil mode) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pool_size, shape, pooled_hw",
+    [
+        ((2, 2), (2, 5, 7, 3), (3, 4)),
+        ((2, 2), (1, 45, 60, 2), (23, 30)),
+        ((3, 2), (2, 7, 5, 2), (3, 3)),
+        ((2, 3), (2, 4, 6, 2), (2, 2)),  # divisible: same as "valid"
+        ((4, 4), (1, 5, 6, 1), (2, 2)),  # last windows one row / 2 cols
+    ],
+)
+def test_same_padding_matches_ceil_mode_loops(pool_size, shape, pooled_hw):
+    x = np.random.default_rng(7).normal(size=shape).astype("float32")
+    pooled, indices = max_pool_with_argmax(x, pool_size, padding="same")
+    assert tuple(pooled.shape) == (shape[0], *pooled_hw, shape[3])
+    assert dtype_of(indices) == "int32"
+    ref_pooled, ref_indices = np_max_pool_with_argmax(x, pool_size, "same")
+    np.testing.assert_array_equal(np.asarray(pooled), ref_pooled)
+    np.testing.assert_array_equal(np.asarray(indices), ref_indices)
+    if shape[1] % pool_size[0] == 0 and shape[2] % pool_size[1] == 0:
+        valid = max_pool_with_argmax(x, pool_size, padding="valid")
+        np.testing.assert_array_equal(np.asarray(valid[1]), ref_indices)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_padding_never_wins_even_below_every_value(dtype):
+    # All-negative and -inf inputs: the -inf padding neither wins nor ties
+    # before the real top-left element.
+    x = -np.abs(np.random.default_rng(8).normal(size=(2, 3, 5, 2))) - 1e3
+    x[0] = -np.inf
+    x = tf.constant(x.astype("float32"), dtype=dtype)
+    pooled, indices = max_pool_with_argmax(x, (2, 2), padding="same")
+    ref_pooled, ref_indices = np_max_pool_with_argmax(
+        x.numpy().astype("float64"), (2, 2), "same"
+    )
+    assert dtype_of(pooled) == dtype
+    np.testing.assert_array_equal(np.asarray(indices), ref_indices)
+    np.testing.assert_array_equal(
+        np.asarray(tf.cast(pooled, "float64")), ref_pooled
+    )
+    # Last row / column of windows: the winner is always inside the input.
+    assert np.all(ref_indices[:, -1] < 2)  # one real row (height 3)
+    assert np.all(ref_indices[:, :, -1] % 2 == 0)  # one real col (width 5)
+
+
+def test_same_padding_ties_go_to_the_first_element():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 2, size=(2, 5, 7, 3)).astype("float32")
+    pooled, indices = max_pool_with_argmax(x, (2, 2), padding="same")
+    ref_pooled, ref_indices = np_max_pool_with_argmax(x, (2, 2), "same")
+    np.testing.assert_array_equal(np.asarray(pooled), ref_pooled)
+    np.testing.assert_array_equal(np.asarray(indices), ref_indices)
+
+
+@pytest.mark.parametrize(
+    "pool_size, shape", [((2, 2), (2, 5, 7, 2)), ((3, 2), (2, 7, 4, 1))]
+)
+def test_same_padding_gradients_go_to_the_argmax(pool_size, shape):
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 2, size=shape).astype("float64")  # with ties
+    pooled_ref, _ = np_max_pool_with_argmax(x, pool_size, "same")
+    upstream = rng.normal(size=pooled_ref.shape)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        pooled, _ = max_pool_with_argmax(xt, pool_size, padding="same")
+        loss = tf.reduce_sum(pooled * upstream)
+    grad = tape.gradient(loss, xt).numpy()
+    np.testing.assert_allclose(
+        grad, np_pool_gradient(x, pool_size, upstream, "same")
+    )
+    check_numeric_gradients(
+        lambda v: max_pool_with_argmax(v, pool_size, padding="same")[0],
+        [distinct_values(shape, seed=11)],
+    )
+
+
+def test_same_padding_eager_equals_xla_with_unknown_dims():
+    @tf.function(
+        jit_compile=True,
+        input_signature=[tf.TensorSpec([None, None, None, 2], tf.float32)],
+    )
+    def pool(x):
+        return max_pool_with_argmax(x, (2, 2), padding="same")
+
+    @tf.function(jit_compile=True)
+    def pool_grad(x, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            pooled, _ = max_pool_with_argmax(x, (2, 2), padding="same")
+            loss = tf.reduce_sum(pooled * upstream)
+        return tape.gradient(loss, x)
+
+    for shape, seed in [((2, 5, 7, 2), 12), ((1, 8, 6, 2), 13)]:
+        x = tf.constant(distinct_values(shape, seed).astype("float32"))
+        eager_pooled, eager_indices = max_pool_with_argmax(x, 2, "same")
+        pooled, indices = pool(x)
+        np.testing.assert_array_equal(pooled.numpy(), eager_pooled)
+        np.testing.assert_array_equal(indices.numpy(), eager_indices)
+        upstream = tf.ones_like(eager_pooled)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(max_pool_with_argmax(x, 2, "same")[0])
+        np.testing.assert_array_equal(
+            pool_grad(x, upstream).numpy(), tape.gradient(loss, x).numpy()
+        )
+
+
+def test_same_padding_static_shapes_with_unknown_batch():
+    @tf.function(input_signature=[tf.TensorSpec([None, 45, 7, 3], tf.float32)])
+    def pool(x):
+        pooled, indices = max_pool_with_argmax(x, (2, 2), padding="same")
+        assert pooled.shape.as_list() == [None, 23, 4, 3]
+        assert indices.shape.as_list() == [None, 23, 4, 3]
+        return pooled
+
+    pool.get_concrete_function()
+
+
+def test_same_padding_matches_tf_nn_max_pool_with_argmax_for_2x2():
+    # TF's "SAME" pads the bottom/right by at most one for 2x2: same windows
+    # (its indices are flat; only the pooled values are compared here).
+    x = np.random.default_rng(14).normal(size=(2, 5, 7, 3)).astype("float32")
+    expected, _ = tf.nn.max_pool_with_argmax(x, 2, 2, "SAME")
+    pooled, _ = max_pool_with_argmax(x, 2, padding="same")
+    np.testing.assert_array_equal(np.asarray(pooled), expected.numpy())
+
+
+@pytest.mark.parametrize("padding", ["full", "causal", None, 2])
+def test_invalid_padding(padding):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Invalid value for argument `padding`. Expected one of "
+            f"['valid', 'same']. Received: padding={padding!r}."
+        ),
+    ):
+        max_pool_with_argmax(np.zeros((1, 4, 4, 1), "float32"), 2, padding)
+
+
+def test_padding_is_case_insensitive_and_valid_still_checks_divisibility():
+    x = np.random.default_rng(15).normal(size=(1, 5, 4, 1)).astype("float32")
+    pooled, _ = max_pool_with_argmax(x, 2, padding="SAME")
+    assert tuple(pooled.shape) == (1, 3, 2, 1)
+    with pytest.raises(ValueError, match=re.escape("divisible by pool size")):
+        max_pool_with_argmax(x, 2, padding="valid")
+
+
+def test_same_padding_matches_torch_ceil_mode():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(16)
+    for shape in [(2, 5, 7, 3), (1, 45, 60, 2), (2, 4, 6, 1)]:
+        x = rng.normal(size=shape)
+        pool = torch.nn.MaxPool2d(2, 2, ceil_mode=True, return_indices=True)
+        xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+        expected, flat = pool(xt)
+        upstream = rng.normal(size=expected.shape)
+        (expected * torch.tensor(upstream)).sum().backward()
+        xtf = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xtf)
+            pooled, indices = max_pool_with_argmax(xtf, 2, padding="same")
+            loss = tf.reduce_sum(
+                pooled * upstream.transpose(0, 2, 3, 1).astype("float64")
+            )
+        np.testing.assert_array_equal(
+            pooled.numpy(), expected.detach().numpy().transpose(0, 2, 3, 1)
+        )
+        np.testing.assert_array_equal(
+            tape.gradient(loss, xtf).numpy(),
+            xt.grad.numpy().transpose(0, 2, 3, 1),
+        )
+        # torch's flat index y * W + x, as local window positions.
+        width = shape[2]
+        flat = flat.numpy().transpose(0, 2, 3, 1)
+        rows, cols = flat // width, flat % width
+        out_i = np.arange(flat.shape[1]).reshape(1, -1, 1, 1)
+        out_j = np.arange(flat.shape[2]).reshape(1, 1, -1, 1)
+        local = (rows - 2 * out_i) * 2 + (cols - 2 * out_j)
+        np.testing.assert_array_equal(indices.numpy(), local)

@@ -195,3 +195,204 @@ def test_integer_inputs_raise_type_error():
         max_unpool(
             np.zeros((1, 2, 2, 1), "int32"), np.zeros((1, 2, 2, 1), "int32")
         )
+
+
+# --- output_size (after padding="same" pooling) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "pool_size, shape",
+    [
+        ((2, 2), (2, 5, 7, 3)),
+        ((2, 2), (1, 45, 60, 2)),
+        ((3, 2), (2, 7, 5, 2)),
+        ((2, 3), (2, 4, 6, 2)),
+    ],
+)
+def test_output_size_inverts_same_pooling(pool_size, shape):
+    rng = np.random.default_rng(20)
+    x = rng.integers(0, 3, size=shape).astype("float32")  # with ties
+    pooled, indices = max_pool_with_argmax(x, pool_size, padding="same")
+    out = max_unpool(pooled, indices, pool_size, output_size=shape[1:3])
+    assert tuple(out.shape) == shape
+    ref_pooled, ref_indices = np_max_pool_with_argmax(x, pool_size, "same")
+    expected = np_max_unpool(ref_pooled, ref_indices, pool_size, shape[1:3])
+    np.testing.assert_array_equal(np.asarray(out), expected)
+    # Every window maximum is back in place; the rest is zero.
+    np.testing.assert_array_equal(
+        np.asarray(out)[expected != 0], x[expected != 0]
+    )
+
+
+def test_output_size_drops_only_the_padded_rows_and_columns():
+    x, indices = random_case((2, 3, 4, 2), (2, 2), seed=21)
+    full = np.asarray(max_unpool(x, indices, 2))
+    out = max_unpool(x, indices, 2, output_size=(5, 7))
+    np.testing.assert_array_equal(np.asarray(out), full[:, :5, :7])
+    np.testing.assert_array_equal(
+        np.asarray(out), np_max_unpool(x, indices, (2, 2), (5, 7))
+    )
+    # The default and the full size agree.
+    np.testing.assert_array_equal(
+        np.asarray(max_unpool(x, indices, 2, output_size=(6, 8))), full
+    )
+
+
+@pytest.mark.parametrize("pool_size", [(2, 2), (3, 2)])
+def test_output_size_gradient_reads_only_kept_positions(pool_size):
+    kh, kw = pool_size
+    x, indices = random_case((2, 3, 3, 2), pool_size, seed=22)
+    size = (3 * kh - 1, 3 * kw - 1)
+    upstream = np.random.default_rng(23).normal(size=(2, *size, 2))
+    xt = tf.constant(x.astype("float64"))
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = max_unpool(xt, indices, pool_size, output_size=size)
+        loss = tf.reduce_sum(out * upstream)
+    grad = tape.gradient(loss, xt).numpy()
+    expected = np.zeros(x.shape)
+    for b, i, j, c in np.ndindex(*x.shape):
+        di, dj = divmod(int(indices[b, i, j, c]), kw)
+        row, col = i * kh + di, j * kw + dj
+        if row < size[0] and col < size[1]:
+            expected[b, i, j, c] = upstream[b, row, col, c]
+    np.testing.assert_allclose(grad, expected)
+
+
+def test_pool_unpool_round_trip_gradient_at_odd_sizes():
+    x = np.random.default_rng(24).permutation(2 * 5 * 7 * 2)
+    x = x.reshape(2, 5, 7, 2).astype("float64")
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        pooled, indices = max_pool_with_argmax(xt, 2, padding="same")
+        loss = tf.reduce_sum(max_unpool(pooled, indices, 2, output_size=(5, 7)))
+    grad = tape.gradient(loss, xt).numpy()
+    ref_pooled, ref_indices = np_max_pool_with_argmax(x, (2, 2), "same")
+    mask = np_max_unpool(np.ones_like(ref_pooled), ref_indices, (2, 2), (5, 7))
+    np.testing.assert_array_equal(grad, mask)
+    assert mask.sum() == ref_pooled.size  # one position per window
+
+
+def test_output_size_eager_equals_xla_static_and_dynamic():
+    x, indices = random_case((2, 3, 4, 2), (2, 2), seed=25)
+    eager = np.asarray(max_unpool(x, indices, 2, output_size=(5, 7)))
+
+    @tf.function(jit_compile=True)
+    def static(x, indices):
+        out = max_unpool(x, indices, 2, output_size=(5, 7))
+        assert out.shape.as_list() == [2, 5, 7, 2]
+        return out
+
+    @tf.function(
+        jit_compile=True,
+        input_signature=[
+            tf.TensorSpec([None, None, None, 2], tf.float32),
+            tf.TensorSpec([None, None, None, 2], tf.int32),
+            tf.TensorSpec([None, None, None, 2], tf.float32),
+        ],
+    )
+    def dynamic(x, indices, reference):
+        size = tf.shape(reference)[1:3]
+        return max_unpool(x, indices, 2, output_size=(size[0], size[1]))
+
+    np.testing.assert_array_equal(static(x, indices).numpy(), eager)
+    reference = tf.zeros((2, 5, 7, 2))
+    np.testing.assert_array_equal(dynamic(x, indices, reference).numpy(), eager)
+
+
+@pytest.mark.parametrize(
+    "output_size, match",
+    [
+        ((4, 8), "height in [5, 6] and width in [7, 8]"),  # drops a window
+        ((5, 9), "Received: output_size=(5, 9)"),  # beyond the windows
+        ((7, 8), "larger would add rows or columns"),
+        (0, "Received: output_size=0."),
+        ((5, -1), "Received: output_size=(5, -1)."),
+        ((5, 7, 1), "Invalid value for argument `output_size`"),
+    ],
+)
+def test_invalid_output_size(output_size, match):
+    x, indices = random_case((2, 3, 4, 2), (2, 2), seed=26)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        max_unpool(x, indices, 2, output_size=output_size)
+
+
+def test_invalid_output_size_fails_while_tracing():
+    fn = tf.function(lambda x, i: max_unpool(x, i, 2, output_size=(3, 4)))
+    with pytest.raises(ValueError, match="`output_size`"):
+        fn.get_concrete_function(
+            tf.TensorSpec([None, 3, 2, 1], tf.float32),
+            tf.TensorSpec([None, 3, 2, 1], tf.int32),
+        )
+
+
+# --- indices_format="flat" (tf.nn.max_pool_with_argmax) ---------------------
+
+
+@pytest.mark.parametrize("include_batch_in_index", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (2, 4, 6, 2)])
+def test_flat_tf_indices_equal_local_ones(shape, include_batch_in_index):
+    x = np.random.default_rng(27).normal(size=shape).astype("float32")
+    padding = "SAME" if shape[1] % 2 else "VALID"
+    tf_pooled, tf_indices = tf.nn.max_pool_with_argmax(
+        x, 2, 2, padding, include_batch_in_index=include_batch_in_index
+    )
+    pooled, indices = max_pool_with_argmax(x, 2, padding=padding)
+    np.testing.assert_array_equal(tf_pooled.numpy(), np.asarray(pooled))
+    expected = max_unpool(pooled, indices, 2, output_size=shape[1:3])
+    out = max_unpool(
+        tf_pooled, tf_indices, 2, output_size=shape[1:3], indices_format="flat"
+    )
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
+    if padding == "VALID":  # no output_size needed without padding
+        out = max_unpool(tf_pooled, tf_indices, 2, indices_format="flat")
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
+
+
+def test_flat_indices_outside_their_window_leave_it_zero():
+    x = np.ones((1, 1, 2, 1), "float32")
+    # Output 2x4x1: window 0 covers flat 0, 1, 4, 5; 6 belongs to window 1.
+    out = max_unpool(x, np.array([[[[6], [6]]]]), 2, indices_format="flat")
+    np.testing.assert_array_equal(
+        np.asarray(out)[0, :, :, 0], [[0, 0, 0, 0], [0, 0, 1, 0]]
+    )
+
+
+def test_invalid_indices_format_and_flat_windows():
+    x, indices = random_case((1, 3, 3, 1), (3, 3), seed=28)
+    with pytest.raises(
+        ValueError, match=re.escape("Received: indices_format='tf'")
+    ):
+        max_unpool(x, indices, 3, indices_format="tf")
+    # TF's "SAME" pads 7 -> 9 with one row on top: other windows.
+    with pytest.raises(ValueError, match=re.escape("output_size=(7, 9)")):
+        max_unpool(x, indices, 3, output_size=(7, 9), indices_format="flat")
+
+
+def test_output_size_matches_torch_max_unpool2d():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(29)
+    for shape in [(2, 5, 7, 3), (1, 45, 60, 2)]:
+        x = rng.normal(size=shape)
+        xt = torch.tensor(x.transpose(0, 3, 1, 2))
+        pool = torch.nn.MaxPool2d(2, 2, ceil_mode=True, return_indices=True)
+        pooled_t, flat = pool(xt)
+        pooled_t = pooled_t.detach().requires_grad_(True)
+        expected = torch.nn.functional.max_unpool2d(
+            pooled_t, flat, 2, 2, output_size=shape[1:3]
+        )
+        upstream = rng.normal(size=expected.shape)
+        (expected * torch.tensor(upstream)).sum().backward()
+        pooled, indices = max_pool_with_argmax(tf.constant(x), 2, "same")
+        with tf.GradientTape() as tape:
+            tape.watch(pooled)
+            out = max_unpool(pooled, indices, 2, output_size=shape[1:3])
+            loss = tf.reduce_sum(out * upstream.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(
+            out.numpy(), expected.detach().numpy().transpose(0, 2, 3, 1)
+        )
+        np.testing.assert_array_equal(
+            tape.gradient(loss, pooled).numpy(),
+            pooled_t.grad.numpy().transpose(0, 2, 3, 1),
+        )
