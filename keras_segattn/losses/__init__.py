@@ -6,3 +6,5 @@ from keras_segattn.losses.detection import rpn_loss
 from keras_segattn.losses.detection import smooth_l1
 from keras_segattn.losses.segmentation import segmentation_loss
 from keras_segattn.losses.sequence import TokenCrossentropy
+from keras_segattn.losses.yolo import YOLO_LOSS_NAMES
+from keras_segattn.losses.yolo import yolo_v1_loss
