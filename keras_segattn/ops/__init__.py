@@ -17,6 +17,7 @@ from keras_segattn.ops.match_boxes import match_boxes
 from keras_segattn.ops.max_pool_with_argmax import max_pool_with_argmax
 from keras_segattn.ops.max_unpool import max_unpool
 from keras_segattn.ops.multilevel_roi_align import multilevel_roi_align
+from keras_segattn.ops.overfeat_merge import overfeat_merge
 from keras_segattn.ops.paste_masks import paste_masks
 from keras_segattn.ops.postprocess_detections import postprocess_detections
 from keras_segattn.ops.projective_grid import projective_grid
