@@ -30,3 +30,5 @@ from keras_segattn.layers.spatial_transformer import identity_transform
 from keras_segattn.layers.spatial_transformer import (
     identity_transform_initializer,
 )
+from keras_segattn.layers.yolo_head import YOLOHead
+from keras_segattn.layers.yolo_postprocessor import YOLOPostprocessor

@@ -25,3 +25,4 @@ from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
 from keras_segattn.models.translation import Seq2SeqTranslator
 from keras_segattn.models.two_stage_detector import TwoStageDetector
+from keras_segattn.models.yolo import YOLO
