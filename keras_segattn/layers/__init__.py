@@ -11,12 +11,14 @@ from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.layers.draw_core import DrawCore
 from keras_segattn.layers.feature_pyramid import FeaturePyramid
 from keras_segattn.layers.graves_window_attention import GravesWindowAttention
+from keras_segattn.layers.hypercolumn import Hypercolumn
 from keras_segattn.layers.mask_head import MaskHead
 from keras_segattn.layers.mask_postprocessor import MaskPostprocessor
 from keras_segattn.layers.max_pooling_with_argmax2d import (
     MaxPoolingWithArgmax2D,
 )
 from keras_segattn.layers.max_unpooling2d import MaxUnpooling2D
+from keras_segattn.layers.multi_scale_encoder import MultiScaleEncoder
 from keras_segattn.layers.multi_scale_roi_align import MultiScaleRoIAlign
 from keras_segattn.layers.proposal_generator import ProposalGenerator
 from keras_segattn.layers.roi_align import RoIAlign

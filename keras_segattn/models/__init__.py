@@ -12,6 +12,8 @@ from keras_segattn.models.blocks import apply_fcn_decoder
 from keras_segattn.models.blocks import apply_upsample_block
 from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.captioning import build_caption_encoder
+from keras_segattn.models.convolutionalize import convolutionalize
+from keras_segattn.models.convolutionalize import sliding_window_geometry
 from keras_segattn.models.deconvnet import DeconvNet
 from keras_segattn.models.deconvnet import SegNet
 from keras_segattn.models.detection_backbones import build_feature_backbone
@@ -21,8 +23,19 @@ from keras_segattn.models.faster_rcnn import FasterRCNN
 from keras_segattn.models.faster_rcnn import build_faster_rcnn_components
 from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
+from keras_segattn.models.hypercolumn import build_hypercolumn_segmenter
+from keras_segattn.models.multi_scale import build_multi_scale_conv_encoder
+from keras_segattn.models.multi_scale import build_multi_scale_segmenter
+from keras_segattn.models.overfeat import OverfeatDetector
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
+from keras_segattn.models.recurrent_refinement import (
+    build_recurrent_refinement_segmenter,
+)
+from keras_segattn.models.recurrent_refinement import build_refinement_network
+from keras_segattn.models.recurrent_refinement import (
+    recurrent_refinement_inference_model,
+)
 from keras_segattn.models.translation import Seq2SeqTranslator
 from keras_segattn.models.two_stage_detector import TwoStageDetector
 from keras_segattn.models.yolo import YOLO
