@@ -33,6 +33,7 @@ from keras_segattn.layers.roi_pool import RoIPool
 from keras_segattn.layers.roi_sampler import RoISampler
 from keras_segattn.layers.rpn_head import RPNHead
 from keras_segattn.models._config import ConstructorConfigMixin
+from keras_segattn.models._detection_common import check_backbone_argument
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.detection_backbones import build_feature_backbone
@@ -327,16 +328,7 @@ def _check_arguments(arguments: dict) -> dict:
     config["bounding_box_format"] = _roi_common.check_bounding_box_format(
         config["bounding_box_format"]
     )
-    backbone = config["backbone"]
-    if isinstance(backbone, dict):  # from `get_config`
-        backbone = keras.saving.deserialize_keras_object(backbone)
-    if not isinstance(backbone, (str, keras.Model)):
-        raise TypeError(
-            "Invalid type for argument `backbone`. Expected a string or "
-            "a keras.Model. Received: "
-            f"type(backbone)={type(backbone).__name__}."
-        )
-    config["backbone"] = backbone
+    config["backbone"] = check_backbone_argument(config["backbone"])
     config["backbone_kwargs"] = dict(config["backbone_kwargs"] or {})
     config["roi_output_size"] = validation.standardize_size(
         config["roi_output_size"], "roi_output_size"

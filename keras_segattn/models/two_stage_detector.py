@@ -26,13 +26,12 @@ import keras
 from keras import ops
 
 from keras_segattn import validation
-from keras_segattn.layers import _roi_common
 from keras_segattn.losses.detection import fast_rcnn_loss
 from keras_segattn.losses.detection import mask_rcnn_loss
 from keras_segattn.losses.detection import rpn_loss
 from keras_segattn.losses.distribution import scale_loss_for_distribution
 from keras_segattn.losses.distribution import unscale_loss_for_distribution
-from keras_segattn.ops._boxes import is_padding_box
+from keras_segattn.models._detection_common import split_detection_targets
 
 LOSS_NAMES = (
     "loss_objectness",
@@ -353,38 +352,8 @@ class TwoStageDetector(keras.Model):
         """Validates `y`; returns gt boxes (x1, y1, x2, y2, padding four -1)
         float32 [B, M, 4], classes int32 [B, M] (-1 for padding) and, with
         the mask head, masks float32 [B, M, H, W] (else None)."""
-        if not isinstance(y, dict):
-            raise TypeError(
-                "Invalid type for argument `y`. Expected a dict with "
-                '"boxes" [B, M, 4] and "classes" [B, M], padded with -1. '
-                f"Received: type(y)={type(y).__name__}."
-            )
-        missing = [key for key in ("boxes", "classes") if key not in y]
-        if missing:
-            raise ValueError(
-                "Invalid value for argument `y`. Expected the keys "
-                f'"boxes" and "classes". Received: keys {sorted(y)}.'
-            )
-        boxes, classes = y["boxes"], y["classes"]
-        shape = validation.check_rank(boxes, 3, 'y["boxes"]')
-        if shape[-1] != 4 or shape[1] is None:
-            raise ValueError(
-                'Invalid shape for argument `y["boxes"]`. Expected [B, M, 4] '
-                f'with a static M. Received: y["boxes"].shape={shape}.'
-            )
-        class_shape = validation.check_rank(classes, 2, 'y["classes"]')
-        if class_shape[1] != shape[1]:
-            raise ValueError(
-                'Invalid shape for argument `y["classes"]`. Expected [B, M] '
-                'with the M of y["boxes"]. Received: '
-                f'y["classes"].shape={class_shape} and '
-                f'y["boxes"].shape={shape}.'
-            )
-        boxes = _roi_common.to_xyxy(boxes, self.bounding_box_format)
-        classes = ops.cast(classes, "int32")
-        padding = ops.logical_or(is_padding_box(boxes), classes < 0)
-        boxes = ops.where(padding[..., None], -1.0, boxes)
-        classes = ops.where(padding, -1, classes)
+        boxes, classes = split_detection_targets(y, self.bounding_box_format)
+        shape = validation.static_shape(y["boxes"])
         if self.mask_head is None:
             return boxes, classes, None
         if "masks" not in y:

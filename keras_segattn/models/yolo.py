@@ -27,10 +27,11 @@ from keras_segattn.losses.distribution import unscale_loss_for_distribution
 from keras_segattn.losses.yolo import YOLO_LOSS_NAMES
 from keras_segattn.losses.yolo import yolo_v1_loss
 from keras_segattn.models._config import ConstructorConfigMixin
+from keras_segattn.models._detection_common import check_backbone_argument
+from keras_segattn.models._detection_common import split_detection_targets
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.detection_backbones import build_feature_backbone
-from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.validation import check_fraction
 from keras_segattn.validation import check_non_negative_float
 
@@ -263,39 +264,7 @@ class YOLO(ConstructorConfigMixin, keras.Model):
     def _split_targets(self, y) -> tuple:
         """Validates `y`; returns gt boxes (x1, y1, x2, y2, padding four
         -1) float32 [B, M, 4] and classes int32 [B, M] (-1 padding)."""
-        if not isinstance(y, dict):
-            raise TypeError(
-                "Invalid type for argument `y`. Expected a dict with "
-                '"boxes" [B, M, 4] and "classes" [B, M], padded with -1. '
-                f"Received: type(y)={type(y).__name__}."
-            )
-        missing = [key for key in ("boxes", "classes") if key not in y]
-        if missing:
-            raise ValueError(
-                "Invalid value for argument `y`. Expected the keys "
-                f'"boxes" and "classes". Received: keys {sorted(y)}.'
-            )
-        boxes, classes = y["boxes"], y["classes"]
-        shape = validation.check_rank(boxes, 3, 'y["boxes"]')
-        if shape[-1] != 4 or shape[1] is None:
-            raise ValueError(
-                'Invalid shape for argument `y["boxes"]`. Expected [B, M, 4] '
-                f'with a static M. Received: y["boxes"].shape={shape}.'
-            )
-        class_shape = validation.check_rank(classes, 2, 'y["classes"]')
-        if class_shape[1] != shape[1]:
-            raise ValueError(
-                'Invalid shape for argument `y["classes"]`. Expected [B, M] '
-                'with the M of y["boxes"]. Received: '
-                f'y["classes"].shape={class_shape} and '
-                f'y["boxes"].shape={shape}.'
-            )
-        boxes = _roi_common.to_xyxy(boxes, self.bounding_box_format)
-        classes = ops.cast(classes, "int32")
-        padding = ops.logical_or(is_padding_box(boxes), classes < 0)
-        boxes = ops.where(padding[..., None], -1.0, boxes)
-        classes = ops.where(padding, -1, classes)
-        return boxes, classes
+        return split_detection_targets(y, self.bounding_box_format)
 
 
 def _check_arguments(arguments: dict) -> dict:
@@ -353,15 +322,6 @@ def _check_arguments(arguments: dict) -> dict:
     config["bounding_box_format"] = _roi_common.check_bounding_box_format(
         config["bounding_box_format"]
     )
-    backbone = config["backbone"]
-    if isinstance(backbone, dict):  # from `get_config`
-        backbone = keras.saving.deserialize_keras_object(backbone)
-    if not isinstance(backbone, (str, keras.Model)):
-        raise TypeError(
-            "Invalid type for argument `backbone`. Expected a string or "
-            "a keras.Model. Received: "
-            f"type(backbone)={type(backbone).__name__}."
-        )
-    config["backbone"] = backbone
+    config["backbone"] = check_backbone_argument(config["backbone"])
     config["backbone_kwargs"] = dict(config["backbone_kwargs"] or {})
     return config

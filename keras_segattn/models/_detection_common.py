@@ -1,0 +1,73 @@
+"""Argument and target handling shared by the detectors (`TwoStageDetector`,
+`FasterRCNN`, `YOLO`)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_segattn import validation
+from keras_segattn.layers import _roi_common
+from keras_segattn.ops._boxes import is_padding_box
+
+
+def check_backbone_argument(backbone):
+    """A backbone name or `keras.Model` (a serialized one from `get_config`
+    is deserialized), or `TypeError` naming `backbone`."""
+    if isinstance(backbone, dict):  # from `get_config`
+        backbone = keras.saving.deserialize_keras_object(backbone)
+    if not isinstance(backbone, (str, keras.Model)):
+        raise TypeError(
+            "Invalid type for argument `backbone`. Expected a string or "
+            "a keras.Model. Received: "
+            f"type(backbone)={type(backbone).__name__}."
+        )
+    return backbone
+
+
+def split_detection_targets(y, bounding_box_format: str) -> tuple:
+    """Validates the `y` of a detector's `fit`/`evaluate`: a dict with
+    "boxes" [B, M, 4] in `bounding_box_format` and "classes" [B, M], rows
+    padded with -1 (class -1 or four -1 coordinates).
+
+    Returns:
+        Tuple `(boxes, classes)`: float32 [B, M, 4] (x1, y1, x2, y2), every
+        padding row four -1, and int32 [B, M] with -1 for padding.
+
+    Raises:
+        TypeError: if `y` is not a dict.
+        ValueError: for missing keys or shapes other than the above.
+    """
+    if not isinstance(y, dict):
+        raise TypeError(
+            "Invalid type for argument `y`. Expected a dict with "
+            '"boxes" [B, M, 4] and "classes" [B, M], padded with -1. '
+            f"Received: type(y)={type(y).__name__}."
+        )
+    missing = [key for key in ("boxes", "classes") if key not in y]
+    if missing:
+        raise ValueError(
+            "Invalid value for argument `y`. Expected the keys "
+            f'"boxes" and "classes". Received: keys {sorted(y)}.'
+        )
+    boxes, classes = y["boxes"], y["classes"]
+    shape = validation.check_rank(boxes, 3, 'y["boxes"]')
+    if shape[-1] != 4 or shape[1] is None:
+        raise ValueError(
+            'Invalid shape for argument `y["boxes"]`. Expected [B, M, 4] '
+            f'with a static M. Received: y["boxes"].shape={shape}.'
+        )
+    class_shape = validation.check_rank(classes, 2, 'y["classes"]')
+    if class_shape[1] != shape[1]:
+        raise ValueError(
+            'Invalid shape for argument `y["classes"]`. Expected [B, M] '
+            'with the M of y["boxes"]. Received: '
+            f'y["classes"].shape={class_shape} and '
+            f'y["boxes"].shape={shape}.'
+        )
+    boxes = _roi_common.to_xyxy(boxes, bounding_box_format)
+    classes = ops.cast(classes, "int32")
+    padding = ops.logical_or(is_padding_box(boxes), classes < 0)
+    boxes = ops.where(padding[..., None], -1.0, boxes)
+    classes = ops.where(padding, -1, classes)
+    return boxes, classes
