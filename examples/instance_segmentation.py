@@ -52,8 +52,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import digit_scenes  # noqa: E402
@@ -76,6 +74,8 @@ from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
+from _detection import predict_served  # noqa: E402
+from _detection import save_detection_plot  # noqa: E402
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
@@ -302,85 +302,6 @@ def train(args) -> int:
     return 0
 
 
-def predict_served(path: str, images: np.ndarray, batch_size: int = 50):
-    """Runs the exported `serving_default` over `images` (uint8)."""
-    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
-    serve = reloaded.signatures["serving_default"]
-    outputs: dict[str, list] = {}
-    for start in range(0, len(images), batch_size):
-        batch = serve(images=tf.constant(images[start : start + batch_size]))
-        for key, value in batch.items():
-            outputs.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(value) for key, value in outputs.items()}
-
-
-def save_detection_plot(scenes, outputs, path: Path, count: int = 6):
-    """Ground truth beside predictions (boxes, class, score, masks)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab10")
-    figure, axes = plt.subplots(
-        2, count, figsize=(2.4 * count, 5.0), squeeze=False
-    )
-    for column in range(count):
-        image = scenes["images"][column]
-        if image.shape[-1] == 1:
-            image = image[..., 0]
-        panels = (
-            (
-                "ground truth",
-                scenes["boxes"][column],
-                scenes["classes"][column],
-                None,
-                scenes["masks"][column],
-                int(np.sum(scenes["classes"][column] >= 0)),
-            ),
-            (
-                "Mask R-CNN",
-                outputs["detection_boxes"][column],
-                outputs["detection_classes"][column].astype(int),
-                outputs["detection_scores"][column],
-                outputs["detection_masks"][column] >= 0.5,
-                int(outputs["num_detections"][column]),
-            ),
-        )
-        for row, (title, boxes, labels, scores, masks, num) in enumerate(
-            panels
-        ):
-            axis = axes[row, column]
-            overlay = np.zeros((*image.shape[:2], 4))
-            for i in range(num):
-                if scores is not None and scores[i] < 0.5:
-                    continue
-                colour = colours(int(labels[i]) % 10)
-                overlay[masks[i].astype(bool)] = (*colour[:3], 0.55)
-                y1, x1, y2, x2 = boxes[i]
-                axis.add_patch(
-                    plt.Rectangle(
-                        (x1, y1),
-                        x2 - x1,
-                        y2 - y1,
-                        fill=False,
-                        edgecolor=colour,
-                        linewidth=1.2,
-                    )
-                )
-                text = str(labels[i]) + (
-                    "" if scores is None else f" {scores[i]:.2f}"
-                )
-                axis.text(x1, y1 - 1, text, color=colour, fontsize=7)
-            axis.imshow(image, cmap="gray")
-            axis.imshow(overlay)
-            axis.set_title(title, fontsize=8)
-            axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-
-
 def describe_data(args) -> str:
     if args.dataset == "coco":
         return (
@@ -427,6 +348,7 @@ def evaluate(args) -> int:
         scenes,
         outputs,
         out / "plots" / "detections.png",
+        "Mask R-CNN",
         count=min(6, len(scenes["images"])),
     )
     training = {}

@@ -42,9 +42,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import digit_scenes  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.metrics import coco_ground_truth  # noqa: E402
@@ -52,10 +51,19 @@ from keras_segattn.metrics import coco_results  # noqa: E402
 from keras_segattn.metrics import evaluate_coco  # noqa: E402
 from keras_segattn.models.yolo import YOLO  # noqa: E402
 
+from _common import add_distribution_arguments  # noqa: E402
+from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _detection import predict_served  # noqa: E402
+from _detection import save_detection_plot  # noqa: E402
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
@@ -79,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--output-dir", type=Path, default=Path("saved_models/digits_yolo")
         )
-        command.add_argument("--image-size", type=int, default=128)
-        command.add_argument("--seed", type=int, default=0)
+        command.add_argument(
+            "--image-size", type=int, default=128, help="scene side (128)"
+        )
+        command.add_argument(
+            "--seed", type=int, default=0, help="scene and weight seed (0)"
+        )
         command.add_argument(
             "--smoke",
             action="store_true",
@@ -90,13 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs", type=int, default=None, help="default: 8 (--smoke: 1)"
     )
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--num-train", type=int, default=10000)
-    train.add_argument("--num-val", type=int, default=320)
+    train.add_argument(
+        "--batch-size", type=int, default=16, help="global batch size (16)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak Adam learning rate, cosine decay (1e-3)",
+    )
+    train.add_argument(
+        "--num-train", type=int, default=10000, help="training scenes (10000)"
+    )
+    train.add_argument(
+        "--num-val", type=int, default=320, help="validation scenes (320)"
+    )
+    add_distribution_arguments(train)
     evaluate = commands.choices["evaluate"]
-    evaluate.add_argument("--num-test", type=int, default=1000)
-    evaluate.add_argument("--version", type=int, default=1)
+    evaluate.add_argument(
+        "--num-test", type=int, default=1000, help="test-pool scenes (1000)"
+    )
+    evaluate.add_argument(
+        "--version", type=int, default=1, help="SavedModel version (1)"
+    )
     return parser
 
 
@@ -157,34 +185,45 @@ def train(args) -> int:
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    strategy = setup_distribution(args)
     train_scenes = make_scenes(args, "train", args.num_train)
     val_scenes = make_scenes(args, "validation", args.num_val)
     batch_size = min(args.batch_size, len(val_scenes["images"]))
+    global_batch_size(batch_size, strategy)
     train_data = digit_scenes.make_digit_scene_dataset(
         train_scenes, batch_size, shuffle=True, seed=args.seed
     )
     val_data = digit_scenes.make_digit_scene_dataset(val_scenes, batch_size)
-    model = YOLO(
-        len(DIGIT_CLASSES), **model_kwargs(args.image_size, args.smoke)
-    )
+    train_data = distribute.auto_shard(train_data, "data")
+    val_data = distribute.auto_shard(val_data, "data")
+    jit_compile = jit_compile_for(strategy, True)
     steps = len(train_scenes["images"]) // batch_size
-    schedule = cosine_decay(args.learning_rate, steps, args.epochs, alpha=0.01)
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),
-        jit_compile=True,
-    )
-    check_compiled(model, True, steps_per_epoch=steps)
+    with strategy.scope():
+        model = YOLO(
+            len(DIGIT_CLASSES), **model_kwargs(args.image_size, args.smoke)
+        )
+        schedule = cosine_decay(
+            args.learning_rate, steps, args.epochs, alpha=0.01
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0),
+            jit_compile=jit_compile,
+        )
+    check_compiled(model, jit_compile, steps_per_epoch=steps)
     started = time.time()
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=args.epochs,
-        verbose=2,
-        callbacks=[
-            *logging_callbacks(out),
-            best_checkpoint(out / MODEL_FILE, "val_loss"),
-        ],
-    )
+    with fit_context(model, strategy, lambda: next(iter(train_data))):
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=args.epochs,
+            verbose=2,
+            callbacks=[
+                *logging_callbacks(out),
+                best_checkpoint(out / MODEL_FILE, "val_loss"),
+                *backup_callbacks(args),
+            ],
+        )
+    save_final_weights(model, args)
     summary = {
         "command": "python examples/yolo_digits.py train "
         + " ".join(sys.argv[2:] if args.argv is None else args.argv[1:]),
@@ -196,81 +235,12 @@ def train(args) -> int:
         "parameters": int(model.count_params()),
         "best_val_loss": float(min(history.history["val_loss"])),
         "jit_compile": bool(model.jit_compile),
+        "strategy": args.strategy,
     }
     with open(out / "training.json", "w") as file:
         json.dump(summary, file, indent=2)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def predict_served(path: str, images: np.ndarray, batch_size: int = 50):
-    """Runs the exported `serving_default` over `images` (uint8)."""
-    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
-    serve = reloaded.signatures["serving_default"]
-    outputs: dict[str, list] = {}
-    for start in range(0, len(images), batch_size):
-        batch = serve(images=tf.constant(images[start : start + batch_size]))
-        for key, value in batch.items():
-            outputs.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(value) for key, value in outputs.items()}
-
-
-def save_detection_plot(scenes, outputs, path: Path, count: int = 6):
-    """Ground truth beside predictions (boxes, class, score)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab10")
-    figure, axes = plt.subplots(
-        2, count, figsize=(2.4 * count, 5.0), squeeze=False
-    )
-    for column in range(count):
-        image = scenes["images"][column]
-        panels = (
-            (
-                "ground truth",
-                scenes["boxes"][column],
-                scenes["classes"][column],
-                None,
-                int(np.sum(scenes["classes"][column] >= 0)),
-            ),
-            (
-                "YOLO",
-                outputs["detection_boxes"][column],
-                outputs["detection_classes"][column].astype(int),
-                outputs["detection_scores"][column],
-                int(outputs["num_detections"][column]),
-            ),
-        )
-        for row, (title, boxes, labels, scores, num) in enumerate(panels):
-            axis = axes[row, column]
-            axis.imshow(image, cmap="gray")
-            for i in range(num):
-                if scores is not None and scores[i] < 0.3:
-                    continue
-                colour = colours(int(labels[i]) % 10)
-                y1, x1, y2, x2 = boxes[i]
-                axis.add_patch(
-                    plt.Rectangle(
-                        (x1, y1),
-                        x2 - x1,
-                        y2 - y1,
-                        fill=False,
-                        edgecolor=colour,
-                        linewidth=1.2,
-                    )
-                )
-                text = str(labels[i]) + (
-                    "" if scores is None else f" {scores[i]:.2f}"
-                )
-                axis.text(x1, y1 - 1, text, color=colour, fontsize=7)
-            axis.set_title(title, fontsize=8)
-            axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
 
 
 def evaluate(args) -> int:
@@ -311,7 +281,9 @@ def evaluate(args) -> int:
         scenes,
         outputs,
         out / "plots" / "detections.png",
+        "YOLO",
         count=min(6, len(scenes["images"])),
+        score_threshold=0.3,
     )
     training = {}
     if (out / "training.json").is_file():

@@ -34,6 +34,8 @@ SMOKE_ARGV = {
     "segmentation": ["train", "--smoke"],
     "stn_cluttered_mnist": ["--smoke", "--models", "st_cnn"],
     "stn_mnist_addition": ["--smoke"],
+    "overfeat_digits": ["--smoke"],
+    "yolo_digits": ["train", "--smoke"],
 }
 
 

@@ -35,8 +35,15 @@ EXAMPLES = (
     "stn_cluttered_mnist",
     "stn_mnist_addition",
     "translate",
+    "overfeat_digits",
+    "yolo_digits",
 )
-WITH_TRAIN_COMMAND = {"instance_segmentation", "segmentation", "translate"}
+WITH_TRAIN_COMMAND = {
+    "instance_segmentation",
+    "segmentation",
+    "translate",
+    "yolo_digits",
+}
 FLAGS = ("--strategy", "--tf-config", "--logical-cpus", "--backup-dir")
 
 
