@@ -10,6 +10,7 @@ from keras_segattn.ops.bilinear_upsampling_kernel import (
 )
 from keras_segattn.ops.box_coding import decode_boxes
 from keras_segattn.ops.box_coding import encode_boxes
+from keras_segattn.ops.decode_yolo_grid import decode_yolo_grid
 from keras_segattn.ops.draw_filterbank import draw_filterbank
 from keras_segattn.ops.generate_proposals import generate_proposals
 from keras_segattn.ops.grid_sample import grid_sample
