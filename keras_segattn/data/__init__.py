@@ -54,6 +54,13 @@ from keras_segattn.data.oxford_pets import PETS_NUM_CLASSES
 from keras_segattn.data.oxford_pets import list_oxford_pets
 from keras_segattn.data.oxford_pets import load_oxford_pets
 from keras_segattn.data.oxford_pets import load_tfds_oxford_pets
+from keras_segattn.data.pets_localization import box_from_trimap
+from keras_segattn.data.pets_localization import check_normalized_boxes
+from keras_segattn.data.pets_localization import load_pets_localization
+from keras_segattn.data.pets_localization import make_localization_dataset
+from keras_segattn.data.pets_localization import (
+    make_synthetic_pets_localization,
+)
 from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
 from keras_segattn.data.segmentation import MASK_EXTENSIONS
 from keras_segattn.data.segmentation import SegmentationPipelineOptions

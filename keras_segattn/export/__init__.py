@@ -6,6 +6,8 @@ from keras_segattn.export.classification import export_classifier_for_serving
 from keras_segattn.export.classification import make_classifier_serving_fn
 from keras_segattn.export.detection import export_detector_for_serving
 from keras_segattn.export.detection import make_detection_serving_fn
+from keras_segattn.export.localization import export_localizer_for_serving
+from keras_segattn.export.localization import make_localization_serving_fn
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import decode_image_bytes
 from keras_segattn.export.serving import export_for_serving

@@ -24,6 +24,9 @@ from keras_segattn.models.faster_rcnn import build_faster_rcnn_components
 from keras_segattn.models.fcn import FCN
 from keras_segattn.models.fcn import build_fcn_segmenter
 from keras_segattn.models.hypercolumn import build_hypercolumn_segmenter
+from keras_segattn.models.localization import box_iou
+from keras_segattn.models.localization import box_loss
+from keras_segattn.models.localization import build_classifier_localizer
 from keras_segattn.models.multi_scale import build_multi_scale_conv_encoder
 from keras_segattn.models.multi_scale import build_multi_scale_segmenter
 from keras_segattn.models.overfeat import OverfeatDetector
