@@ -36,6 +36,7 @@ SMOKE_ARGV = {
     "stn_mnist_addition": ["--smoke"],
     "overfeat_digits": ["--smoke"],
     "yolo_digits": ["train", "--smoke"],
+    "localization": ["train", "--smoke"],
 }
 
 

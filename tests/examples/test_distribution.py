@@ -37,8 +37,10 @@ EXAMPLES = (
     "translate",
     "overfeat_digits",
     "yolo_digits",
+    "localization",
 )
 WITH_TRAIN_COMMAND = {
+    "localization",
     "instance_segmentation",
     "segmentation",
     "translate",
