@@ -66,6 +66,13 @@ from keras_segattn.data.segmentation import MASK_EXTENSIONS
 from keras_segattn.data.segmentation import SegmentationPipelineOptions
 from keras_segattn.data.segmentation import load_segmentation_directory
 from keras_segattn.data.segmentation import prepare_segmentation_dataset
+from keras_segattn.data.selective_search import SELECTIVE_SEARCH_MODES
+from keras_segattn.data.selective_search import (
+    cached_selective_search_proposals,
+)
+from keras_segattn.data.selective_search import pad_proposals
+from keras_segattn.data.selective_search import proposal_recall
+from keras_segattn.data.selective_search import selective_search_proposals
 from keras_segattn.data.spa_eng import DEFAULT_BUCKET_BOUNDARIES
 from keras_segattn.data.spa_eng import SPA_ENG_FILE
 from keras_segattn.data.spa_eng import count_too_long
