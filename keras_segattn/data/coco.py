@@ -7,11 +7,15 @@ annotations, categories), with the images in `images/` and, for
 COCO-MINI, one binary mask PNG per annotation in `masks/<ann_id>.png`.
 
 - `load_coco_captions`: images resized to a square, and their captions.
-- `load_coco_instances`: one record per image with boxes in the TF Object
+- `list_coco_instances`: one record per image with boxes in the TF Object
   Detection API convention (ymin, xmin, ymax, xmax, pixels), contiguous
   class ids 0..K-1 (COCO ids are 1..90 with gaps) and mask paths.
 - `load_coco_instance_arrays`: the same as padded arrays of resized images,
   boxes, classes and masks, ready for `FasterRCNN(mask_head=True).fit`.
+
+Both read the masks from COCO-MINI's per-annotation PNGs; for COCO's own
+polygons and RLE (decoded by pycocotools) and masks streamed through
+`tf.data`, see `coco_instances.load_coco_instances`.
 
 Errors name the file: a missing or malformed JSON, an annotation that
 points at an unknown image, an unreadable image.
@@ -120,7 +124,7 @@ def load_coco_captions(
     return pixels, [captions[i] for i in ids], ids
 
 
-def load_coco_instances(
+def list_coco_instances(
     data_dir: PathLike,
     instances_file: str = "instances.json",
     images_dir: str = "images",
@@ -214,13 +218,13 @@ def load_coco_instance_arrays(
         data_dir: folder with `instances.json`, `images/` and `masks/`.
         image_size: int > 0, side of the resized images.
         max_instances: int > 0, rows M of the padded arrays.
-        **kwargs: passed to `load_coco_instances`.
+        **kwargs: passed to `list_coco_instances`.
 
     Returns:
         `(arrays, categories)`: `arrays` has `images` uint8 [N, S, S, 3],
         `boxes` float32 [N, M, 4] (ymin, xmin, ymax, xmax, resized pixels;
         padding -1), `classes` int32 [N, M] (contiguous ids, -1 padding),
-        `masks` uint8 [N, M, S, S]; `categories` as `load_coco_instances`.
+        `masks` uint8 [N, M, S, S]; `categories` as `list_coco_instances`.
 
     Raises:
         ValueError: for a bad size or count, and (naming the file) for an
@@ -228,7 +232,7 @@ def load_coco_instance_arrays(
     """
     image_size = check_positive_int(image_size, "image_size")
     max_instances = check_positive_int(max_instances, "max_instances")
-    records, categories = load_coco_instances(data_dir, **kwargs)
+    records, categories = list_coco_instances(data_dir, **kwargs)
     count = len(records)
     arrays = {
         "images": np.zeros((count, image_size, image_size, 3), np.uint8),

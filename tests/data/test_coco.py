@@ -29,7 +29,7 @@ def test_captions_sample():
 
 
 def test_instances_sample_boxes_classes_and_masks():
-    records, categories = coco.load_coco_instances(SAMPLE)
+    records, categories = coco.list_coco_instances(SAMPLE)
     raw = json.loads((SAMPLE / "instances.json").read_text())
     assert len(categories) == 80
     assert [c["id"] for c in categories] == sorted(c["id"] for c in categories)
@@ -66,7 +66,7 @@ def test_errors_name_the_file(tmp_path):
     instances["annotations"][0]["image_id"] = 123
     (tmp_path / "coco" / "instances.json").write_text(json.dumps(instances))
     with pytest.raises(ValueError, match="unknown image 123"):
-        coco.load_coco_instances(tmp_path / "coco")
+        coco.list_coco_instances(tmp_path / "coco")
     captions = json.loads((SAMPLE / "captions.json").read_text())
     (tmp_path / "coco" / "captions.json").write_text(json.dumps(captions))
     image = captions["images"][0]["file_name"]
@@ -77,7 +77,7 @@ def test_errors_name_the_file(tmp_path):
 
 def test_instance_arrays_are_padded_resized_targets(tmp_path):
     arrays, categories = coco.load_coco_instance_arrays(SAMPLE, 64, 4)
-    records, _ = coco.load_coco_instances(SAMPLE)
+    records, _ = coco.list_coco_instances(SAMPLE)
     assert arrays["images"].shape == (len(records), 64, 64, 3)
     assert arrays["masks"].shape == (len(records), 4, 64, 64)
     for n, record in enumerate(records):
