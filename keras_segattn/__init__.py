@@ -13,3 +13,4 @@ from keras_segattn import metrics
 from keras_segattn import models
 from keras_segattn import ops
 from keras_segattn import validation
+from keras_segattn import visualization
