@@ -12,5 +12,6 @@ from keras_segattn import losses
 from keras_segattn import metrics
 from keras_segattn import models
 from keras_segattn import ops
+from keras_segattn import saving
 from keras_segattn import validation
 from keras_segattn import visualization

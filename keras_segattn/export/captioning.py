@@ -26,6 +26,7 @@ from keras_segattn.data.text import START_TOKEN
 from keras_segattn.decoding import beam_search_decode
 from keras_segattn.decoding import greedy_decode
 from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import write_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.export.translation import BEAM_SERVING_KEY
 from keras_segattn.export.translation import decoded_to_text
@@ -155,17 +156,19 @@ def export_captioner_for_serving(
     module = CaptioningServingModule(
         model, vocabulary, max_output_length, beam_width, length_penalty
     )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            SERVING_KEY: module.caption,
-            BEAM_SERVING_KEY: module.caption_beam,
-        },
-    )
-    if warmup_images is not None:
-        write_warmup_requests(
-            path, [np.asarray(image, np.uint8) for image in warmup_images]
+
+    def write(path):
+        tf.saved_model.save(
+            module,
+            path,
+            signatures={
+                SERVING_KEY: module.caption,
+                BEAM_SERVING_KEY: module.caption_beam,
+            },
         )
-    return path
+        if warmup_images is not None:
+            write_warmup_requests(
+                path, [np.asarray(image, np.uint8) for image in warmup_images]
+            )
+
+    return write_version(export_dir, version, write)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import static_image_shape
+from keras_segattn.export.serving import write_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.validation import check_version
 
@@ -156,8 +157,10 @@ def export_classifier_for_serving(
                 tf.TensorSpec([None, *image_shape], tf.float32, name="images")
             ],
         )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    archive.write_out(path, verbose=False)
-    if warmup_images is not None:
-        write_warmup_requests(path, warmup_images)
-    return path
+
+    def write(path):
+        archive.write_out(path, verbose=False)
+        if warmup_images is not None:
+            write_warmup_requests(path, warmup_images)
+
+    return write_version(export_dir, version, write)

@@ -6,21 +6,62 @@ Garden (tensorflow/models: official/vision/serving/export_base.py,
 semantic_segmentation.py). They are traced without `jit_compile`, so a
 TF Serving build without XLA runs them, whatever the model was trained with.
 The archive is written to `export_dir/<version>/`, the numbered layout that TF
-Serving's model server loads.
+Serving's model server loads, atomically (`write_version`): TF Serving never
+sees a half-written version.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_segattn import saving
 from keras_segattn import validation
 
 SERVING_KEY = "serving_default"
+
+
+def write_version(
+    export_dir: str | os.PathLike,
+    version: int,
+    write: Callable[[str], object],
+) -> str:
+    """Writes `export_dir/<version>/` atomically; every exporter uses it.
+
+    `write(path)` fills a hidden temporary folder beside the version
+    (`export_dir/.<version>.partial-<pid>-...`, a name TF Serving's version
+    scan skips: it loads all-digit names only), which is then renamed to
+    `<version>/` (`keras_segattn.saving.atomic_directory`). So:
+
+    - a version folder is complete or absent, whatever happens midway: an
+      exception deletes the temporary folder; a killed process leaves it
+      hidden, and the next export to `export_dir/<version>` removes it;
+    - an existing `<version>/` is replaced as a whole, in one atomic swap
+      on Linux (`renameat2(RENAME_EXCHANGE)`), never merged with or left
+      half-replaced by the new files. TF Serving does not reload a version
+      number it has loaded: export a new number to roll out a new model.
+
+    Args:
+        export_dir: base directory (TF Serving's model directory).
+        version: int >= 1.
+        write: `fn(path)` writing the SavedModel (and any assets) to `path`.
+
+    Returns:
+        The path of the version directory.
+
+    Raises:
+        ValueError: for a bad `version`.
+    """
+    version = validation.check_version(version)
+    path = os.path.join(os.fspath(export_dir), str(version))
+    with saving.atomic_directory(path) as temporary:
+        write(temporary)
+    return path
 
 
 def static_image_shape(model: keras.Model, kind: str = "a model") -> tuple:
@@ -240,18 +281,20 @@ def write_serving_archive(
         ),
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            SERVING_KEY: module.serve,
-            "serving_image_bytes": module.serve_image_bytes,
-        },
-    )
-    if warmup_images is not None:
-        write_warmup_requests(path, warmup_images)
-    return path
+
+    def write(path):
+        tf.saved_model.save(
+            module,
+            path,
+            signatures={
+                SERVING_KEY: module.serve,
+                "serving_image_bytes": module.serve_image_bytes,
+            },
+        )
+        if warmup_images is not None:
+            write_warmup_requests(path, warmup_images)
+
+    return write_version(export_dir, version, write)
 
 
 def export_for_serving(

@@ -38,6 +38,7 @@ from keras_segattn.data.text import detokenize
 from keras_segattn.decoding import beam_search_decode
 from keras_segattn.decoding import greedy_decode
 from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import write_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.models.translation import Seq2SeqTranslator
 from keras_segattn.validation import check_version
@@ -279,20 +280,22 @@ def export_translator_for_serving(
         beam_width=beam_width,
         length_penalty=length_penalty,
     )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            SERVING_KEY: module.translate,
-            BEAM_SERVING_KEY: module.translate_beam,
-        },
-    )
-    if warmup_sentences is not None:
-        write_warmup_requests(
+
+    def write(path):
+        tf.saved_model.save(
+            module,
             path,
-            [np.asarray(s, object) for s in warmup_sentences],
-            input_name="text",
-            dtype=object,
+            signatures={
+                SERVING_KEY: module.translate,
+                BEAM_SERVING_KEY: module.translate_beam,
+            },
         )
-    return path
+        if warmup_sentences is not None:
+            write_warmup_requests(
+                path,
+                [np.asarray(s, object) for s in warmup_sentences],
+                input_name="text",
+                dtype=object,
+            )
+
+    return write_version(export_dir, version, write)

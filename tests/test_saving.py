@@ -1,0 +1,163 @@
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_segattn import saving
+from tests.killing import run_and_kill
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(3, name="dense")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _visible(folder):
+    return sorted(p for p in os.listdir(folder) if not p.startswith("."))
+
+
+def test_save_model_atomic_writes_and_replaces(tmp_path):
+    path = tmp_path / "sub" / "model.keras"
+    first, second = _model(0), _model(1)
+    assert saving.save_model_atomic(first, path) == str(path)
+    saving.save_model_atomic(second, path)
+    loaded = keras.saving.load_model(path)
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_array_equal(loaded(x), second(x))
+    assert os.listdir(path.parent) == ["model.keras"]  # no temporary left
+
+
+def test_save_model_atomic_weights_only(tmp_path):
+    path = tmp_path / "best.weights.h5"
+    model = _model(0)
+    saving.save_model_atomic(model, path, weights_only=True)
+    other = _model(1)
+    other.load_weights(path)
+    np.testing.assert_array_equal(
+        other.get_layer("dense").kernel, model.get_layer("dense").kernel
+    )
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("model.h5", {}, "'.keras'"),
+        ("model.keras", {"weights_only": True}, "'.weights.h5'"),
+    ],
+)
+def test_save_model_atomic_checks_extension(tmp_path, name, kwargs, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        saving.save_model_atomic(_model(), tmp_path / name, **kwargs)
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    saving.save_model_atomic(_model(0), path)
+    before = path.read_bytes()
+
+    def broken_save(self, filepath, **kwargs):
+        with open(filepath, "wb") as file:
+            file.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        saving.save_model_atomic(_model(1), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_killed_save_never_replaces_a_good_file(tmp_path):
+    path = tmp_path / "model.keras"
+    good = _model(0)
+    saving.save_model_atomic(good, path)
+    before = path.read_bytes()
+    # The child saves a model whose layer blocks while Keras writes its
+    # weights: the zip is half written when the child is killed.
+    run_and_kill(
+        f"""
+        import keras
+        from keras_segattn import saving
+
+        class Blocking(keras.layers.Dense):
+            def save_own_variables(self, store):
+                super().save_own_variables(store)
+                reached_kill_point()
+
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, Blocking(3, name="dense")(inputs))
+        saving.save_model_atomic(model, {str(path)!r})
+        """,
+        tmp_path,
+    )
+    assert path.read_bytes() == before
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_array_equal(keras.saving.load_model(path)(x), good(x))
+    leftovers = [p for p in os.listdir(tmp_path) if ".partial-" in p]
+    assert leftovers, "the child was not killed while saving"
+    # The next save removes the dead writer's temporary file.
+    saving.save_model_atomic(_model(2), path)
+    assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
+
+
+def test_atomic_directory_replaces_as_a_whole(tmp_path):
+    target = tmp_path / "1"
+    with saving.atomic_directory(target) as folder:
+        open(os.path.join(folder, "old_only"), "w").close()
+        open(os.path.join(folder, "shared"), "w").write("old")
+    with saving.atomic_directory(target) as folder:
+        open(os.path.join(folder, "shared"), "w").write("new")
+    assert sorted(os.listdir(target)) == ["shared"]  # not merged
+    assert (target / "shared").read_text() == "new"
+    assert os.listdir(tmp_path) == ["1"]
+
+
+def test_atomic_directory_without_exchange_renames_aside(tmp_path, monkeypatch):
+    # Platforms without renameat2: the old folder is moved aside first.
+    monkeypatch.setattr(saving, "_exchange", lambda first, second: False)
+    target = tmp_path / "1"
+    for content in ("old", "new"):
+        with saving.atomic_directory(target) as folder:
+            open(os.path.join(folder, "file"), "w").write(content)
+    assert (target / "file").read_text() == "new"
+    assert os.listdir(tmp_path) == ["1"]
+
+
+def test_leftovers_of_dead_writers_are_cleaned(tmp_path):
+    target = tmp_path / "1"
+    dead = 2**22 + 12345  # above the default pid_max: never running
+    partial = tmp_path / f".1.partial-{dead}-abc"
+    partial.mkdir()
+    # A replace cut between its two renames: the old version moved aside.
+    aside = tmp_path / f".1.old-{dead}-def"
+    (aside / "content").mkdir(parents=True)
+    (aside / "content" / "saved_model.pb").write_text("previous")
+    live = tmp_path / f".1.partial-{os.getpid()}-ghi"  # a running writer
+    live.mkdir()
+    saving._clean_leftovers(target)
+    assert (target / "saved_model.pb").read_text() == "previous"
+    assert sorted(os.listdir(tmp_path)) == [live.name, "1"]
+
+
+def test_atomic_model_checkpoint_saves_best_only(tmp_path):
+    path = tmp_path / "best.keras"
+    model = _model(0)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 4), "float32")
+    callback = saving.AtomicModelCheckpoint(
+        path, monitor="loss", save_best_only=True
+    )
+    model.fit(x, np.zeros((8, 3)), epochs=2, verbose=0, callbacks=[callback])
+    assert os.listdir(tmp_path) == ["best.keras"]
+    np.testing.assert_allclose(
+        keras.saving.load_model(path)(x), model(x), atol=1e-6
+    )
+
+
+def test_atomic_model_checkpoint_rejects_placeholders(tmp_path):
+    with pytest.raises(ValueError, match="Received: filepath="):
+        saving.AtomicModelCheckpoint(tmp_path / "m-{epoch}.keras")
