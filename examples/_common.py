@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from keras_segattn import distribute
+from keras_segattn import saving
 
 # Test hook (tests/examples/test_distribution.py): with
 # KERAS_SEGATTN_KILL_AT="<epoch>:<batch>" (1-based epoch, 0-based batch) the
@@ -58,11 +59,15 @@ def check_compiled(
 
 
 def logging_callbacks(out: Path, name: str | None = None) -> list:
-    """TensorBoard logs in `out/logs[/name]` and the epoch history in
-    `out/history[_name].csv`."""
+    """TensorBoard logs in `out/logs[/name]`, the epoch history in
+    `out/history[_name].csv`, and `TerminateOnNaN`: a NaN or infinite
+    training loss stops the run at once with a `RuntimeError` naming the
+    batch (nothing trained on it is saved or exported; a `--backup-dir`
+    keeps its last good state)."""
     logs = out / "logs" if name is None else out / "logs" / name
     history = out / ("history.csv" if name is None else f"history_{name}.csv")
     return [
+        keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.TensorBoard(log_dir=str(logs)),
         keras.callbacks.CSVLogger(str(history)),
     ]
@@ -71,8 +76,9 @@ def logging_callbacks(out: Path, name: str | None = None) -> list:
 def best_checkpoint(
     path: Path, monitor: str, mode: str = "min", weights_only: bool = False
 ):
-    """Saves the model (or its weights) at the best `monitor` epoch."""
-    return keras.callbacks.ModelCheckpoint(
+    """Saves the model (or its weights) at the best `monitor` epoch,
+    atomically: a run killed while saving keeps the previous best file."""
+    return saving.AtomicModelCheckpoint(
         str(path),
         monitor=monitor,
         mode=mode,
