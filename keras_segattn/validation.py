@@ -232,6 +232,25 @@ def check_split(split, allowed: Sequence[str]) -> str:
     return check_one_of(split, allowed, "split")
 
 
+# Absolute formats of `keras.utils.bounding_boxes.convert_format`; the
+# relative ones need the image size, which the layers do not see.
+BOUNDING_BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
+
+
+def check_bounding_box_format(value) -> str:
+    """Returns the lower-cased absolute format or raises `ValueError`."""
+    if isinstance(value, str) and value.lower().startswith("rel_"):
+        raise ValueError(
+            "Invalid value for argument `bounding_box_format`. Relative "
+            "formats need the image size; convert the boxes to absolute "
+            "pixels first (keras.utils.bounding_boxes.convert_format with "
+            f"height and width). Expected one of {list(BOUNDING_BOX_FORMATS)}"
+            f". Received: bounding_box_format={value!r}."
+        )
+    value = value.lower() if isinstance(value, str) else value
+    return check_one_of(value, BOUNDING_BOX_FORMATS, "bounding_box_format")
+
+
 def _standardize_pair(
     value, name: str, minimum: int, expected: str
 ) -> tuple[int, int]:

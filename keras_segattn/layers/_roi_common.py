@@ -14,25 +14,10 @@ from keras import ops
 
 from keras_segattn import validation
 
-# Absolute formats of `keras.utils.bounding_boxes.convert_format`; the
-# relative ones need the image size, which these layers do not see.
-BOUNDING_BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw")
-
-
-def check_bounding_box_format(value) -> str:
-    """Returns the lower-cased format or raises `ValueError`."""
-    if isinstance(value, str) and value.lower().startswith("rel_"):
-        raise ValueError(
-            "Invalid value for argument `bounding_box_format`. Relative "
-            "formats need the image size; convert the boxes to absolute "
-            "pixels first (keras.utils.bounding_boxes.convert_format with "
-            f"height and width). Expected one of {list(BOUNDING_BOX_FORMATS)}"
-            f". Received: bounding_box_format={value!r}."
-        )
-    value = value.lower() if isinstance(value, str) else value
-    return validation.check_one_of(
-        value, BOUNDING_BOX_FORMATS, "bounding_box_format"
-    )
+# The bounding-box format check lives in `validation` (the data pipelines
+# share it); kept importable from here.
+BOUNDING_BOX_FORMATS = validation.BOUNDING_BOX_FORMATS
+check_bounding_box_format = validation.check_bounding_box_format
 
 
 def split_inputs(features, boxes, features_note: str = ""):
