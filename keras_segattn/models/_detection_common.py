@@ -27,8 +27,9 @@ def check_backbone_argument(backbone):
 
 def split_detection_targets(y, bounding_box_format: str) -> tuple:
     """Validates the `y` of a detector's `fit`/`evaluate`: a dict with
-    "boxes" [B, M, 4] in `bounding_box_format` and "classes" [B, M], rows
-    padded with -1 (class -1 or four -1 coordinates).
+    "boxes" [B, M, 4] in `bounding_box_format` and "classes" (or, as in
+    Keras and keras-hub, "labels") [B, M], rows padded with -1 (class -1
+    or four -1 coordinates).
 
     Returns:
         Tuple `(boxes, classes)`: float32 [B, M, 4] (x1, y1, x2, y2), every
@@ -44,13 +45,15 @@ def split_detection_targets(y, bounding_box_format: str) -> tuple:
             '"boxes" [B, M, 4] and "classes" [B, M], padded with -1. '
             f"Received: type(y)={type(y).__name__}."
         )
-    missing = [key for key in ("boxes", "classes") if key not in y]
-    if missing:
+    # "labels" is the Keras / keras-hub name of the classes.
+    class_key = "classes" if "classes" in y else "labels"
+    if "boxes" not in y or class_key not in y:
         raise ValueError(
             "Invalid value for argument `y`. Expected the keys "
-            f'"boxes" and "classes". Received: keys {sorted(y)}.'
+            f'"boxes" and "classes" (or "labels"). Received: keys '
+            f"{sorted(y)}."
         )
-    boxes, classes = y["boxes"], y["classes"]
+    boxes, classes = y["boxes"], y[class_key]
     shape = validation.check_rank(boxes, 3, 'y["boxes"]')
     if shape[-1] != 4 or shape[1] is None:
         raise ValueError(
