@@ -7,6 +7,10 @@ Contract (README, "Serving"):
   (the weights over the L grid cells for each word, zero after the end),
   `tokens` int32 [b, max_len].
 - `serving_beam`: the same with beam search, plus `scores` float32 [b].
+- `serving_image_bytes`: greedy, like `serving_default`, from
+  `image_bytes` tf.string [b] (PNG or JPEG of one common size per batch),
+  decoded in the graph to the model's channels (grayscale for 1) and
+  resized bilinearly to its H x W.
 
 No XLA, core TensorFlow ops only. An empty batch returns empty outputs; a
 wrong dtype, rank or image size is rejected by the signature or by an
@@ -25,7 +29,9 @@ from keras_segattn.data.text import END_TOKEN
 from keras_segattn.data.text import START_TOKEN
 from keras_segattn.decoding import beam_search_decode
 from keras_segattn.decoding import greedy_decode
+from keras_segattn.export.classification import IMAGE_BYTES_SERVING_KEY
 from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import decode_image_bytes_to_shape
 from keras_segattn.export.serving import write_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.export.translation import BEAM_SERVING_KEY
@@ -90,6 +96,10 @@ class CaptioningServingModule(tf.Module):
         spec = tf.TensorSpec((None, *self.image_shape), tf.uint8, name="images")
         self.caption = tf.function(self._caption_greedy, [spec])
         self.caption_beam = tf.function(self._caption_beam, [spec])
+        self.caption_image_bytes = tf.function(
+            self._caption_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
 
     @property
     def model(self) -> ShowAttendTellCaptioner:
@@ -120,6 +130,11 @@ class CaptioningServingModule(tf.Module):
             ),
         )
 
+    def _caption_image_bytes(self, image_bytes):
+        return self._caption_greedy(
+            decode_image_bytes_to_shape(image_bytes, self.image_shape)
+        )
+
     def _caption_beam(self, images):
         return self._caption(
             images,
@@ -146,8 +161,8 @@ def export_captioner_for_serving(
     length_penalty: float = 0.6,
     warmup_images=None,
 ) -> str:
-    """Writes `export_dir/<version>/` with `serving_default` and
-    `serving_beam` (see the module docstring).
+    """Writes `export_dir/<version>/` with `serving_default`,
+    `serving_beam` and `serving_image_bytes` (see the module docstring).
 
     Returns:
         The path of the written version directory.
@@ -164,6 +179,7 @@ def export_captioner_for_serving(
             signatures={
                 SERVING_KEY: module.caption,
                 BEAM_SERVING_KEY: module.caption_beam,
+                IMAGE_BYTES_SERVING_KEY: module.caption_image_bytes,
             },
         )
         if warmup_images is not None:

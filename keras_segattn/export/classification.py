@@ -15,12 +15,14 @@ import keras
 import tensorflow as tf
 
 from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import decode_image_bytes_to_shape
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_version
 from keras_segattn.export.serving import write_warmup_requests
 from keras_segattn.validation import check_version
 
 FLOAT_SERVING_KEY = "serving_float32"
+IMAGE_BYTES_SERVING_KEY = "serving_image_bytes"
 
 
 def _output_specs(model: keras.Model) -> dict[str, tuple]:
@@ -114,7 +116,10 @@ def export_classifier_for_serving(
     [batch, num_classes]), `classes` (int32 [batch], the argmax) and every
     other named output of the model as float32; for a spatial-transformer
     classifier those are `transformed_images` [batch, h, w, C] and `theta`
-    [batch, P]. With `include_float_signature`, `serving_float32` does the
+    [batch, P]. `serving_image_bytes` does the same for `image_bytes`
+    (tf.string [batch], PNG or JPEG of one common size per batch), decoded
+    in the graph to C channels (grayscale for C=1) and resized bilinearly
+    to H x W. With `include_float_signature`, `serving_float32` does the
     same for float32 images (values 0..255, as the uint8 ones).
 
     Args:
@@ -148,6 +153,13 @@ def export_classifier_for_serving(
         input_signature=[
             tf.TensorSpec([None, *image_shape], tf.uint8, name="images")
         ],
+    )
+    archive.add_endpoint(
+        IMAGE_BYTES_SERVING_KEY,
+        lambda image_bytes: serve(
+            decode_image_bytes_to_shape(image_bytes, image_shape)
+        ),
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
     if include_float_signature:
         archive.add_endpoint(

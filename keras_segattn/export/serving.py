@@ -172,6 +172,33 @@ def decode_image_bytes(image_bytes, channels: int = 3):
     )
 
 
+def decode_image_bytes_to_shape(image_bytes, image_shape):
+    """Decodes JPEG/PNG strings and resizes them to a model's input size.
+
+    Args:
+        image_bytes: tf.string [batch], encoded images of one common size.
+        image_shape: (height, width, channels) of the model's input;
+            `channels=1` decodes to grayscale (a colour image is converted).
+
+    Returns:
+        float32 [batch, height, width, channels], values 0..255, resized
+        bilinearly (an image already of that size is returned unchanged).
+    """
+    height, width, channels = image_shape
+    images = decode_image_bytes(image_bytes, channels)
+
+    def resize():
+        return tf.image.resize(
+            tf.cast(images, tf.float32), (height, width), method="bilinear"
+        )
+
+    return tf.cond(
+        tf.shape(images)[0] > 0,
+        resize,
+        lambda: tf.zeros([0, height, width, channels]),
+    )
+
+
 def write_warmup_requests(
     export_path: str | os.PathLike,
     images,

@@ -50,7 +50,11 @@ def exported(tmp_path_factory):
 def test_outputs_match_the_model(exported):
     model, path = exported
     loaded = tf.saved_model.load(path)
-    assert set(loaded.signatures) == {"serving_default", BEAM_SERVING_KEY}
+    assert set(loaded.signatures) == {
+        "serving_default",
+        BEAM_SERVING_KEY,
+        "serving_image_bytes",
+    }
     images = _images(3)
     served = loaded.signatures["serving_default"](images=tf.constant(images))
     assert sorted(served) == ["attention", "caption", "tokens"]
@@ -109,3 +113,37 @@ def test_variables_stored_once_and_bad_arguments(exported, tmp_path):
         export_captioner_for_serving(model, tmp_path, VOCABULARY[:-1])
     with pytest.raises(TypeError, match="ShowAttendTellCaptioner"):
         export_captioner_for_serving(object(), tmp_path, VOCABULARY)
+
+
+def test_image_bytes_signature_matches_serving_default(exported):
+    model, path = exported
+    loaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    by_bytes = loaded.signatures["serving_image_bytes"]
+    images = _images(2, seed=3)
+    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    png = tf.stack([tf.io.encode_png(image) for image in images])
+    from_png = by_bytes(image_bytes=png)
+    assert sorted(from_png) == ["attention", "caption", "tokens"]
+    for key in served:
+        np.testing.assert_array_equal(from_png[key], served[key])
+    # A colour JPEG of another size: decoded to grayscale, resized to the
+    # model's 16 x 16, captioned greedily like that image.
+    rgb = np.random.default_rng(4).integers(0, 256, (24, 20, 3), np.uint8)
+    jpeg = tf.io.encode_jpeg(rgb)
+    gray = tf.image.resize(
+        tf.cast(tf.io.decode_jpeg(jpeg, channels=1), tf.float32), (16, 16)
+    )
+    expected = greedy_decode(
+        model,
+        gray[None],
+        MAX_LENGTH,
+        VOCABULARY.index("[START]"),
+        VOCABULARY.index("[END]"),
+    )
+    got = by_bytes(image_bytes=tf.stack([jpeg]))
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    empty = by_bytes(image_bytes=tf.constant([], tf.string))
+    assert empty["caption"].shape == (0,)
+    assert empty["attention"].shape[0] == 0
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        by_bytes(image_bytes=tf.constant([b"not an image"]))

@@ -76,7 +76,10 @@ def test_plain_classifier_gets_probabilities_and_classes(tmp_path):
         keras.Model(images, outputs), tmp_path, include_float_signature=False
     )
     reloaded = tf.saved_model.load(path)
-    assert list(reloaded.signatures) == ["serving_default"]
+    assert sorted(reloaded.signatures) == [
+        "serving_default",
+        "serving_image_bytes",
+    ]
     served = reloaded.signatures["serving_default"](
         images=tf.zeros((0, 6, 6, 1), tf.uint8)
     )
@@ -176,3 +179,39 @@ def test_warmup_and_bad_requests(exported_st):
         (TypeError, ValueError, tf.errors.InvalidArgumentError), match="images"
     ):
         signature(images=tf.zeros((8, 8, 1), tf.uint8))  # rank
+
+
+def _encode(images, fmt):
+    encode = tf.io.encode_png if fmt == "png" else tf.io.encode_jpeg
+    return tf.stack([encode(image) for image in images])
+
+
+def test_image_bytes_signature_matches_serving_default(exported_st):
+    model, path, _ = exported_st
+    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    images = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 1))
+    images = images.astype(np.uint8)
+    served = reloaded.signatures["serving_default"](images=tf.constant(images))
+    by_bytes = reloaded.signatures["serving_image_bytes"]
+    from_png = by_bytes(image_bytes=_encode(images, "png"))
+    assert sorted(from_png) == sorted(served)
+    for key in served:
+        np.testing.assert_array_equal(from_png[key], served[key])
+    # JPEG is lossy: the same predictions up to its error.
+    from_jpeg = by_bytes(image_bytes=_encode(images, "jpeg"))
+    assert from_jpeg["probabilities"].shape == (2, 3)
+    # A colour PNG of another size is decoded to grayscale and resized to
+    # the model's 8 x 8 (bilinear).
+    rgb = np.random.default_rng(3).integers(0, 256, (1, 16, 12, 3))
+    png = _encode(rgb.astype(np.uint8), "png")
+    gray = tf.io.decode_png(png[0], channels=1)
+    expected = model(tf.image.resize(tf.cast(gray, tf.float32)[None], (8, 8)))
+    got = by_bytes(image_bytes=png)
+    np.testing.assert_allclose(
+        got["probabilities"], expected["probabilities"], atol=1e-6
+    )
+    empty = by_bytes(image_bytes=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, 3)
+    assert empty["transformed_images"].shape == (0, 4, 4, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        by_bytes(image_bytes=tf.constant([b"not an image"]))
