@@ -9,6 +9,7 @@ from keras_segattn.export.detection import make_detection_serving_fn
 from keras_segattn.export.localization import export_localizer_for_serving
 from keras_segattn.export.localization import make_localization_serving_fn
 from keras_segattn.export.serving import SERVING_KEY
+from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import decode_image_bytes
 from keras_segattn.export.serving import export_for_serving
 from keras_segattn.export.serving import make_segmentation_serving_fn

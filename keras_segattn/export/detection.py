@@ -17,6 +17,7 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
 from keras_segattn.validation import check_non_negative_int
@@ -128,12 +129,7 @@ def make_detection_serving_fn(
         return result
 
     def serve(images):
-        # A signature checks the dtype of a request but not its shape: check
-        # rank and channels here, so a bad request gets an error naming
-        # `images` instead of reaching a kernel.
-        images = tf.ensure_shape(
-            images, [None, None, None, channels], name="images"
-        )
+        images = check_request_images(images, channels)
         # Convolutions reject an empty batch: answer it with empty outputs.
         outputs = tf.cond(
             tf.shape(images)[0] > 0,

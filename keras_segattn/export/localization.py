@@ -16,6 +16,7 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
 from keras_segattn.validation import check_version
@@ -76,11 +77,8 @@ def make_localization_serving_fn(model: keras.Model):
         )
 
     def serve(images):
-        # Check rank and channels, so a bad request gets an error naming
-        # `images`; convolutions reject an empty batch, so answer it here.
-        images = tf.ensure_shape(
-            images, [None, None, None, channels], name="images"
-        )
+        # Convolutions reject an empty batch, so answer it here.
+        images = check_request_images(images, channels)
         probabilities, boxes = tf.cond(
             tf.shape(images)[0] > 0,
             lambda: predict(images),

@@ -80,6 +80,37 @@ def static_image_shape(model: keras.Model, kind: str = "a model") -> tuple:
     return input_shape[1:]
 
 
+def check_request_images(images, channels: int, name: str = "images"):
+    """Checks a request of images of any size inside a serving function.
+
+    A signature checks a request's dtype but not its shape. This checks the
+    rank (4), the channels and, unless the batch is empty, a height and a
+    width of at least one pixel, so that a malformed request fails with an
+    `InvalidArgumentError` naming `name` instead of reaching (and failing
+    obscurely, or aborting, in) a resize or convolution kernel.
+
+    Args:
+        images: uint8 tensor, the request.
+        channels: int, the channels the model takes.
+        name: str, the signature's input name (in the errors).
+
+    Returns:
+        `images` with the static shape [None, None, None, channels].
+    """
+    images = tf.ensure_shape(images, [None, None, None, channels], name=name)
+    shape = tf.shape(images)
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(shape[0], 0), tf.reduce_all(shape[1:3] > 0)),
+        [
+            f"Invalid request: `{name}` needs a height and a width of at "
+            f"least 1 pixel. Received: {name} of shape",
+            shape,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
 def make_segmentation_serving_fn(
     model: keras.Model,
     *,
@@ -123,10 +154,7 @@ def make_segmentation_serving_fn(
         return probabilities
 
     def serve(images):
-        # A signature checks the dtype of a request but not its shape: check
-        # rank and channels here, so a bad request gets an error naming
-        # `images` instead of reaching (and aborting in) a kernel.
-        images = tf.ensure_shape(images, [None, None, None, 3], name="images")
+        images = check_request_images(images, 3)
         # Convolution kernels reject an empty batch; answer it with empty
         # outputs of the right shape instead of an error.
         shape = tf.shape(images)

@@ -120,7 +120,8 @@ def multilevel_roi_align(
     own offset, size and scale), so the cost is that of one `roi_align`,
     shapes stay static and the op compiles under XLA. Padding boxes (four
     -1), boxes with non-finite coordinates and flat rows with an invalid
-    batch index give zero output and zero gradient.
+    batch index give zero output and zero gradient, whatever the features
+    hold; NaN and infinite feature values propagate as in `roi_align`.
 
     Note that torchvision's `MultiScaleRoIAlign` calls `roi_align` with
     `aligned=False`; pass `aligned=False` to match its numbers. (Newer

@@ -246,6 +246,10 @@ def _roi_align_gather(
                 axis=3,
             )
             pooled = term if pooled is None else pooled + term
+    # Zero weights do not zero a NaN or infinite feature (0 * NaN is NaN):
+    # select, so dropped RoIs give 0 whatever the map they point at holds.
+    keep = ops.reshape(rois.keep, (-1, 1, 1, 1))
+    pooled = ops.where(keep, pooled, ops.zeros_like(pooled))
     return _restore_batch(pooled, rois)
 
 
@@ -275,8 +279,16 @@ def roi_align(
     coordinates are -1 is padding: its output and its gradient are zero,
     never NaN. So are boxes with a NaN or infinite coordinate and flat
     rows with a batch index outside [0, B) (`validate=True` raises
-    instead). Boxes with x2 < x1 or y2 < y1 follow torchvision's formulas
-    (a negative bin size with `aligned=True`, a 1-pixel box otherwise).
+    instead), whatever the features hold. Boxes with x2 < x1 or y2 < y1
+    follow torchvision's formulas (a negative bin size with
+    `aligned=True`, a 1-pixel box otherwise). Huge or negative finite
+    coordinates are clamped like any other sample (to 0 outside
+    [-1, H] x [-1, W]). A NaN or infinite feature value propagates to
+    every bin of its image that has a sample whose 2 x 2 bilinear
+    neighbourhood (the clamped low corner and the pixels right of and
+    below it) contains that pixel, even with a zero weight
+    (0 * NaN = NaN, as in torchvision); bins of other images and dropped
+    boxes stay finite.
 
     The op is vectorised: it gathers the four corners of every sample from
     a flat [B * H * W, 4 * C] neighbourhood table (in the spirit of TF

@@ -210,3 +210,11 @@ def test_invalid_levels():
         multilevel_roi_align(levels, boxes, 2, SCALES, canonical_scale=0)
     with pytest.raises(ValueError, match="Invalid shape for argument `boxes`"):
         multilevel_roi_align(levels, boxes[..., :3], 2, SCALES)
+
+
+def test_padding_boxes_are_zero_even_on_nan_features():
+    # Regression (issue 21): 0 * NaN made padding boxes NaN.
+    features = np.full((1, 4, 4, 2), np.nan, "float32")
+    boxes = np.array([[[-1, -1, -1, -1], [0, 0, np.inf, 1]]], "float32")
+    pooled = multilevel_roi_align([features], boxes, 2, [1.0])
+    np.testing.assert_array_equal(np.asarray(pooled), 0.0)

@@ -385,3 +385,18 @@ def test_invalid_inputs(features_shape, boxes_shape, kwargs, match):
 
 def test_integer_features_raise_type_error():
     check_integer_features_raise_type_error(roi_align)
+
+
+def test_dropped_boxes_are_zero_even_on_nan_features():
+    # Regression (issue 21): dropped boxes read pixel (0, 0) with zero
+    # weights, and 0 * NaN gave NaN where the docstring promises 0.
+    features = np.ones((2, 5, 5, 1), "float32")
+    features[0, 0, 0, 0] = np.nan
+    features[1, 0, 1, 0] = np.inf
+    boxes = np.array(
+        [[[-1, -1, -1, -1], [np.nan, 0, 1, 1], [2, 2, 4, 4]]] * 2, "float32"
+    )
+    for fn in (roi_align, tf.function(roi_align, jit_compile=True)):
+        pooled = np.asarray(fn(features, boxes, 2))
+        np.testing.assert_array_equal(pooled[:, :2], 0.0)
+        np.testing.assert_array_equal(pooled[:, 2], 1.0)
