@@ -205,7 +205,10 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         padded = ops.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
         corners = ops.take(ops.reshape(padded, (-1, channels)), index, axis=0)
     corners = ops.reshape(corners, (-1, out_h, out_w, 4, channels))
-    return ops.sum(corners * weights, axis=-2)
+    values = ops.sum(corners * weights, axis=-2)
+    # Invalid samples read row 0 with zero weights, but 0 * NaN is NaN:
+    # select, so they are 0 whatever the image holds.
+    return ops.where(ops.expand_dims(valid, -1), values, 0.0)
 
 
 def _nearest(images, ix, iy, dims) -> Tensor:
@@ -241,7 +244,8 @@ def _nearest(images, ix, iy, dims) -> Tensor:
         zero,
     )
     weight = ops.where(valid, 1.0 + 0.0 * link, zero)
-    return values * ops.cast(ops.expand_dims(weight, -1), images.dtype)
+    values = values * ops.cast(ops.expand_dims(weight, -1), images.dtype)
+    return ops.where(ops.expand_dims(valid, -1), values, 0.0)
 
 
 def grid_sample(
@@ -290,7 +294,17 @@ def grid_sample(
     onto it (value only, not the gradient): this makes the identity grid
     of `affine_grid` return its input exactly, where float rounding would
     otherwise mix in 1e-7 of the neighbours (PyTorch's own output differs
-    from its input by such amounts). NaN coordinates give 0.
+    from its input by such amounts).
+
+    Non-finite values: a NaN grid coordinate gives 0 in every padding
+    mode, and so does an infinite one except with "border", which clamps
+    it to the edge; huge finite coordinates are outside the image (0 with
+    "zeros") or clamped/reflected like any other. A sample outside the
+    image with "zeros" padding is exactly 0 whatever the image holds. A
+    NaN or infinite pixel propagates to every sample whose 2 x 2 bilinear
+    neighbourhood contains it, even with a zero weight (0 * NaN = NaN, as
+    in PyTorch), and to "nearest" samples that pick it; other samples
+    stay finite. Gradients with respect to a NaN coordinate are 0.
 
     Args:
         images: float tensor [B, H, W, C].

@@ -414,3 +414,26 @@ def test_bad_inputs(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=re.escape(match)):
         grid_sample(**args)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("channels", [1, 16])
+def test_samples_outside_the_image_are_zero_even_on_nan_pixels(
+    interpolation, channels
+):
+    # Regression (issue 21): samples outside the image read pixel (0, 0)
+    # with zero weights, and 0 * NaN gave NaN instead of the zero padding.
+    images = np.ones((1, 3, 3, channels), "float32")
+    images[0, 0, 0] = np.nan
+    grid = np.array([[[[5.0, 5.0], [np.nan, 0.0], [-3.0, np.inf]]]], "f4")
+    for fn in (grid_sample, tf.function(grid_sample, jit_compile=True)):
+        out = np.asarray(fn(images, grid, interpolation))
+        np.testing.assert_array_equal(out, 0.0)
+
+
+@pytest.mark.parametrize("padding_mode", ["border", "reflection"])
+def test_nan_coordinates_give_zero_in_every_padding_mode(padding_mode):
+    images = np.full((1, 2, 2, 1), 7.0, "float32")
+    grid = np.array([[[[np.nan, 0.0], [0.0, 0.0]]]], "float32")
+    out = np.asarray(grid_sample(images, grid, padding_mode=padding_mode))
+    np.testing.assert_array_equal(out[0, 0, :, 0], [0.0, 7.0])
