@@ -58,8 +58,11 @@ def max_pool_with_argmax(
     Ties go to the first element of the window in row-major order (as
     `numpy.argmax`), on every device: the index is the smallest position
     whose value equals the window maximum. The gradient of `pooled` flows
-    to that element only, so tied values never split it. NaN inputs give
-    unspecified results.
+    to that element only, so tied values never split it. A NaN beats
+    every number, as in `torch.nn.functional.max_pool2d`: a window that
+    holds one pools to NaN with the index of its first NaN (torch's CPU
+    kernel records its last), the same eagerly and under XLA. Infinite
+    values are ordinary maxima (an all -inf window gives -inf, index 0).
 
     With `padding="valid"` (the default) H and W must be divisible by the
     pool size. With `padding="same"` any size is accepted: the bottom rows
@@ -142,11 +145,17 @@ def max_pool_with_argmax(
     x = ops.reshape(x, [-1, out_h, out_w, window, channels])
 
     # First position attaining the maximum: deterministic ties (`argmax`
-    # does not guarantee which tied index it returns on every device).
-    is_max = ops.equal(x, ops.max(x, axis=3, keepdims=True))
+    # does not guarantee which tied index it returns on every device). A
+    # NaN beats every number (as in torch's max pooling), so a window with
+    # a NaN selects its first NaN; the maximum of the others ignores them,
+    # since reductions treat NaN differently eagerly and under XLA.
+    is_nan = ops.isnan(x)
+    lowest = ops.full_like(x, float("-inf"))
+    numbers = ops.where(is_nan, lowest, x)
+    is_max = ops.equal(numbers, ops.max(numbers, axis=3, keepdims=True))
+    is_max = ops.where(ops.any(is_nan, axis=3, keepdims=True), is_nan, is_max)
     positions = ops.reshape(ops.arange(window, dtype="int32"), (window, 1))
     indices = ops.min(ops.where(is_max, positions, window), axis=3)
-    indices = ops.minimum(indices, window - 1)  # only reached with NaN
 
     # Select (not `max`) so the gradient goes to the recorded element only.
     selected = ops.equal(ops.expand_dims(indices, 3), positions)

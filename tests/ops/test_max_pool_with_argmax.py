@@ -367,3 +367,23 @@ def test_same_padding_matches_torch_ceil_mode():
         out_j = np.arange(flat.shape[2]).reshape(1, 1, -1, 1)
         local = (rows - 2 * out_i) * 2 + (cols - 2 * out_j)
         np.testing.assert_array_equal(indices.numpy(), local)
+
+
+def test_nan_wins_its_window_eagerly_and_under_xla():
+    # Regression (issue 21): a NaN window gave the last element eagerly
+    # and another one under XLA. Now the first NaN wins (torch: NaN wins).
+    x = np.array(
+        [
+            [
+                [[1.0], [np.nan], [-np.inf], [-np.inf]],
+                [[np.nan], [2.0], [-np.inf], [-np.inf]],
+            ]
+        ],
+        "float32",
+    )  # [1, 2, 4, 1]: windows [1, nan; nan, 2] and all -inf
+    jitted = tf.function(max_pool_with_argmax, jit_compile=True)
+    for fn in (max_pool_with_argmax, jitted):
+        pooled, indices = fn(x, 2)
+        pooled, indices = np.asarray(pooled), np.asarray(indices)
+        assert np.isnan(pooled[0, 0, 0, 0]) and indices[0, 0, 0, 0] == 1
+        assert pooled[0, 0, 1, 0] == -np.inf and indices[0, 0, 1, 0] == 0
