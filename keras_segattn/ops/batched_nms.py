@@ -35,6 +35,14 @@ def batched_nms(
     `valid` are collapsed to the origin, so they are never kept and never
     suppress another box.
 
+    Boxes with a NaN or infinite coordinate or score are never kept and
+    never suppress another box; N = 0 boxes and B = 0 images give no kept
+    slots. Boxes with x2 < x1 or y2 < y1 have zero area (IoU 0 with every
+    box), so they suppress nothing and are kept by score. The category
+    offsets need `(max category + 1) * extent` to stay well inside the
+    float32 range (|coordinates| up to about 1e6 with a few hundred
+    categories).
+
     Args:
         boxes: float tensor [B, N, 4] of (x1, y1, x2, y2).
         scores: float tensor [B, N].
@@ -52,6 +60,7 @@ def batched_nms(
         ValueError: on boxes not [B, N, 4], scores not [B, N], a
             non-positive `max_output_size` or `iou_threshold` outside
             [0, 1].
+        TypeError: if `boxes` or `scores` is not floating.
     """
     max_output_size = validation.check_positive_int(
         max_output_size, "max_output_size"
@@ -62,16 +71,25 @@ def batched_nms(
     validation.check_rank(scores, 2, "scores")
     if shape[1] is not None:
         validation.check_static_dims(scores, {1: shape[1]}, "scores")
+    boxes = ops.convert_to_tensor(boxes)
+    scores = ops.convert_to_tensor(scores)
+    validation.check_floating(boxes.dtype, "boxes")
+    validation.check_floating(scores.dtype, "scores")
     boxes = ops.cast(boxes, "float32")
     scores = ops.cast(scores, "float32")
-    if valid is None:
-        valid = ops.ones_like(scores, dtype="bool")
-    valid = ops.cast(valid, "bool")
+    # A NaN or infinite box or score is never kept and suppresses nothing.
+    finite = ops.logical_and(
+        ops.all(ops.isfinite(boxes), axis=-1), ops.isfinite(scores)
+    )
+    if valid is not None:
+        finite = ops.logical_and(finite, ops.cast(valid, "bool"))
+    valid = finite
 
-    # Translate the valid boxes of each image to coordinates >= 1.
+    # Translate the valid boxes of each image to coordinates >= 1. `tf`
+    # reductions: keras.ops refuses empty ones (N = 0 or B = 0).
     big = ops.convert_to_tensor(3.0e38, "float32")
-    low = ops.min(ops.where(valid[..., None], boxes, big), axis=(1, 2))
-    high = ops.max(ops.where(valid[..., None], boxes, -big), axis=(1, 2))
+    low = tf.reduce_min(ops.where(valid[..., None], boxes, big), axis=(1, 2))
+    high = tf.reduce_max(ops.where(valid[..., None], boxes, -big), axis=(1, 2))
     low = ops.where(ops.any(valid, axis=1), low, 0.0)[:, None, None]
     high = ops.where(ops.any(valid, axis=1), high, 0.0)[:, None, None]
     boxes = boxes - low + 1.0
@@ -79,7 +97,11 @@ def batched_nms(
         offsets = ops.cast(idxs, "float32") * (high - low + 2.0)[..., 0]
         boxes = boxes + offsets[..., None]
     boxes = ops.where(valid[..., None], boxes, 0.0)
-    scores = ops.where(valid, scores, ops.min(scores) - 1.0)
+    scores = ops.where(valid, scores, -big)
+    # One absent box and one empty image at the end: TF's padded NMS
+    # fails on N = 0 and on B = 0.
+    boxes = ops.pad(boxes, ((0, 1), (0, 1), (0, 0)))
+    scores = ops.pad(scores, ((0, 1), (0, 1)), constant_values=-3.0e38)
 
     indices, num_valid = tf.image.non_max_suppression_padded(
         boxes,
@@ -89,6 +111,7 @@ def batched_nms(
         pad_to_max_output_size=True,
         canonicalized_coordinates=True,
     )
+    indices, num_valid = indices[:-1], num_valid[:-1]
     kept = (
         ops.arange(max_output_size, dtype="int32")[None, :]
         < ops.cast(num_valid, "int32")[:, None]

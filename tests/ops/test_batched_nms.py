@@ -93,3 +93,36 @@ def test_errors(kwargs, match):
     }
     with pytest.raises(ValueError, match=re.escape(match)):
         batched_nms(**arguments)
+
+
+def test_non_finite_boxes_and_scores_are_never_kept_nor_suppress():
+    # Regression (issue 21): one NaN score made every score NaN through
+    # a global min, and no box at all was kept.
+    nan = np.nan
+    boxes = np.array(
+        [[[0, 0, 1, 1], [0, 0, 1, 1], [nan, 0, 1, 1], [0, 0, 2, 2]]], "f4"
+    )
+    scores = np.array([[0.9, 0.8, 0.95, nan]], "float32")
+    jitted = tf.function(
+        lambda b, s: batched_nms(b, s, 4, 0.5), jit_compile=True
+    )
+    for fn in (lambda b, s: batched_nms(b, s, 4, 0.5), jitted):
+        indices, kept = fn(boxes, scores)
+        np.testing.assert_array_equal(np.asarray(kept), [[1, 0, 0, 0]])
+        assert int(np.asarray(indices)[0, 0]) == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)])
+def test_no_boxes_or_no_images_give_no_kept_slots(shape):
+    # Regression (issue 21): N = 0 and B = 0 crashed (empty reductions
+    # and TF's padded NMS).
+    indices, kept = batched_nms(
+        np.zeros((*shape, 4), "float32"), np.zeros(shape, "float32"), 3, 0.5
+    )
+    assert indices.shape == (shape[0], 3) and kept.shape == (shape[0], 3)
+    assert not np.asarray(kept).any()
+
+
+def test_integer_boxes_are_refused():
+    with pytest.raises(TypeError, match="boxes.dtype=int32"):
+        batched_nms(np.zeros((1, 2, 4), "int32"), np.zeros((1, 2)), 2, 0.5)
