@@ -6,6 +6,12 @@ from keras import ops
 
 from keras_segattn import validation
 
+# Bounds of the normalised centres (g̃X, g̃Y) and of the three log
+# parameters: exp(±60) and the squared distances they divide stay inside
+# float32, and a centre 1e4 image sizes away already gives all-zero rows.
+_MAX_CENTRE = 1.0e4
+_MAX_LOG = 60.0
+
 
 def draw_filterbank(params, image_size, glimpse_size: int, eps: float = 1e-8):
     """N×N grid of Gaussian filters of DRAW (Gregor et al., 2015, §3.2).
@@ -26,6 +32,15 @@ def draw_filterbank(params, image_size, glimpse_size: int, eps: float = 1e-8):
       all-underflow row), likewise `F_Y[j, b]` (eqs. 25-26). Column `a`
       of `F_X` multiplies image column `a − 1`.
 
+    The parameters are clamped first, g̃X and g̃Y to [-1e4, 1e4] and the
+    three logs to [-60, 60] (zero gradient beyond), so every finite input
+    gives finite filterbanks: without it a log σ² below about -87 makes
+    the variance 0 and a filter centred on a pixel 0 / 0 = NaN. NaN
+    parameters give NaN rows of that batch element only. Gradients are
+    finite for moderate parameters (|g̃| <= 10, logs in [-10, 10], the
+    range checked by tests/property/test_attention.py); far outside it the
+    derivative of an underflowed Gaussian can be 0 * inf = NaN.
+
     Args:
         params: [B, 5] float, (g̃X, g̃Y, log σ², log δ̃, log γ).
         image_size: int or (height, width) = (B, A) of the image.
@@ -39,12 +54,20 @@ def draw_filterbank(params, image_size, glimpse_size: int, eps: float = 1e-8):
     Raises:
         ValueError: if `params` is not [batch, 5], `glimpse_size` < 2 or
             `image_size` is not positive.
+        TypeError: if `params` is not floating.
     """
+    params = ops.convert_to_tensor(params)
+    validation.check_floating(params.dtype, "params")
     validation.check_rank(params, 2, "params")
     validation.check_static_dims(params, {-1: 5}, "params")
     glimpse = validation.check_int(glimpse_size, "glimpse_size", 2)
     height, width = validation.standardize_size(image_size, "image_size")
-    params = ops.cast(params, "float32")
+    # Clamped so that no exponential over- or underflows float32 (a zero
+    # variance would give 0 / 0 at a filter centre).
+    limits = ops.convert_to_tensor(
+        [_MAX_CENTRE, _MAX_CENTRE, _MAX_LOG, _MAX_LOG, _MAX_LOG], "float32"
+    )
+    params = ops.clip(ops.cast(params, "float32"), -limits, limits)
     gx_tilde, gy_tilde, log_var, log_delta, log_gamma = (
         params[:, i] for i in range(5)
     )

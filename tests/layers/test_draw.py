@@ -215,3 +215,21 @@ def test_write_is_the_transpose_of_read():
     lhs = np.sum(read * w, axis=(1, 2, 3))
     rhs = np.sum(x * write, axis=(1, 2, 3)) * gamma**2
     np.testing.assert_allclose(lhs, rhs, rtol=1e-4)
+
+
+def test_filterbank_is_finite_for_extreme_finite_params():
+    # Regression (issue 21): log sigma^2 = -100 underflowed the variance
+    # to 0 and a filter centred on a pixel gave 0 / 0 = NaN.
+    params = np.array(
+        [[0, 0, -100.0, 0, 0], [0, 0, 100.0, 100.0, 100.0], [1e30] * 5],
+        "float32",
+    )
+    for out in draw_filterbank(params, (3, 3), 2):
+        assert np.isfinite(np.asarray(out)).all()
+    fx = np.asarray(draw_filterbank(params[:1], (3, 3), 2)[0])
+    np.testing.assert_array_equal(fx[0], [[1, 0, 0], [0, 0, 1]])
+
+
+def test_filterbank_refuses_integer_params():
+    with pytest.raises(TypeError, match="params.dtype=int32"):
+        draw_filterbank(np.zeros((1, 5), "int32"), 4, 2)
