@@ -28,7 +28,13 @@ class BahdanauAttention(keras.layers.Layer):
     The weights are a softmax over the value positions `s` with masked
     positions removed: `weights = softmax(score)` where `mask` is true, 0
     elsewhere; a fully masked row gives zero weights and a zero context
-    (never NaN). The context is `Σ_s weights_s · value_s`.
+    (never NaN). The context is `Σ_s weights_s · value_s`. Scores are
+    bounded (`|score| <= ‖v‖₁`), so finite inputs of any size give finite
+    weights; a NaN in the query or in a key or value at an unmasked
+    position makes the context row NaN, while NaN or infinite keys and
+    values at masked positions are ignored (the context is exactly that
+    of the unmasked positions). Integer inputs are refused (embed token
+    ids first).
 
     Decoders call the layer once per generated token with the same keys:
     `precompute_keys(key)` returns `W1 k` once per sequence and
@@ -62,6 +68,8 @@ class BahdanauAttention(keras.layers.Layer):
         float32), the context has the compute dtype.
 
     Raises:
+        TypeError: when called, if `query`, `value` or `key` is not
+            floating.
         ValueError: in `__init__` if `units` is not a positive int; when
             called, if `query` is not rank 2 or 3, `value`/`key` not rank 3,
             `mask` not rank 2, or static batch sizes, `Tv` (between `value`,
@@ -177,6 +185,7 @@ class BahdanauAttention(keras.layers.Layer):
             (context, weights) as documented on the class.
         """
         self._check_shapes(*(_shape(x) for x in (query, value, None, mask)))
+        _check_floating(query=query, value=value)
         validation.check_rank(processed_key, 3, "processed_key")
         validation.check_static_dims(
             query, {-1: self.query_kernel.shape[0]}, "query"
@@ -198,9 +207,10 @@ class BahdanauAttention(keras.layers.Layer):
             )
         scores = ops.sum(ops.tanh(hidden) * vector, axis=-1)  # [B, Tq, Tv]
         weights = _masked_softmax(scores, mask)
-        context = ops.einsum(
-            "bqs,bsd->bqd", ops.cast(weights, dtype), ops.cast(value, dtype)
-        )
+        value = ops.cast(value, dtype)
+        if mask is not None:  # a zero weight does not zero a NaN value
+            value = ops.where(ops.cast(mask, "bool")[..., None], value, 0.0)
+        context = ops.einsum("bqs,bsd->bqd", ops.cast(weights, dtype), value)
         if single_step:
             return context[:, 0], weights[:, 0]
         return context, weights
@@ -218,6 +228,7 @@ class BahdanauAttention(keras.layers.Layer):
         if mask is None:
             mask = value_mask
         self._check_shapes(*(_shape(x) for x in (query, value, key, mask)))
+        _check_floating(query=query, value=value, key=key)
         processed_key = self.precompute_keys(value if key is None else key)
         context, weights = self.attend(query, value, processed_key, mask)
         if return_attention_scores:
@@ -278,6 +289,14 @@ class BahdanauAttention(keras.layers.Layer):
 def _shape(x):
     """The static shape of an optional tensor (None stays None)."""
     return None if x is None else x.shape
+
+
+def _check_floating(**tensors) -> None:
+    """Raises `TypeError` naming the first given tensor that is not
+    floating (integer ids must go through an `Embedding` first)."""
+    for name, x in tensors.items():
+        if x is not None:
+            validation.check_floating(ops.convert_to_tensor(x).dtype, name)
 
 
 def _check_equal_dims(shapes: dict, axis: int, what: str) -> None:

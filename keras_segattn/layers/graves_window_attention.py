@@ -7,6 +7,9 @@ from keras import ops
 
 from keras_segattn import validation
 
+# Bound of (α̂, β̂, κ̂) before the exponentials: exp(60) ~ 1e26.
+_MAX_LOG = 60.0
+
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
 class GravesWindowAttention(keras.layers.Layer):
@@ -19,7 +22,11 @@ class GravesWindowAttention(keras.layers.Layer):
     only move forward),
     `φ(t, u) = Σ_k α_k exp(−β_k (κ_k − u)²)` over positions `u = 1 .. U`
     (the paper's 1-based positions) and the window
-    `w_t = Σ_u φ(t, u) c_u`. Padding positions (`mask` false) get φ = 0.
+    `w_t = Σ_u φ(t, u) c_u`. Padding positions (`mask` false) get φ = 0
+    and are ignored even if they hold NaN; an all-masked sequence gives a
+    zero window. `(α̂, β̂, κ̂)` are clamped to [-60, 60] before the
+    exponentials (zero gradient beyond), so a finite state never gives
+    infinite weights or an `inf · 0` NaN. Integer inputs are refused.
 
     Call it once per time step from a recurrent loop, feeding back `kappa`.
 
@@ -72,7 +79,14 @@ class GravesWindowAttention(keras.layers.Layer):
         )
         if mask is None:
             mask = sequence_mask
-        params = ops.cast(self.params(state), "float32")
+        for name, x in (("state", state), ("kappa", kappa)):
+            validation.check_floating(x.dtype, name)
+        validation.check_floating(sequence.dtype, "sequence")
+        # Clamped before the exponentials, so that no finite state gives
+        # inf weights or an inf * 0 = NaN exponent.
+        params = ops.clip(
+            ops.cast(self.params(state), "float32"), -_MAX_LOG, _MAX_LOG
+        )
         k = self.num_mixtures
         alpha = ops.exp(params[:, :k])
         beta = ops.exp(params[:, k : 2 * k])
@@ -87,9 +101,12 @@ class GravesWindowAttention(keras.layers.Layer):
             ),
             axis=1,
         )  # [B, U]
-        if mask is not None:
-            phi = phi * ops.cast(mask, "float32")
-        window = ops.einsum("bu,bud->bd", phi, ops.cast(sequence, "float32"))
+        sequence = ops.cast(sequence, "float32")
+        if mask is not None:  # select: 0 * NaN padding would be NaN
+            mask = ops.cast(mask, "bool")
+            phi = ops.where(mask, phi, 0.0)
+            sequence = ops.where(mask[..., None], sequence, 0.0)
+        window = ops.einsum("bu,bud->bd", phi, sequence)
         return ops.cast(window, self.compute_dtype), kappa, phi
 
     def compute_output_shape(self, state_shape, kappa_shape, sequence_shape):

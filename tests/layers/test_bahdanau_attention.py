@@ -223,3 +223,35 @@ def test_mixed_precision_weights_stay_float32():
     assert keras.backend.standardize_dtype(weights.dtype) == "float32"
     ref = np_bahdanau(layer, data["query"], data["value"])[0]
     np.testing.assert_allclose(np.asarray(context, "float32"), ref, atol=2e-2)
+
+
+@pytest.mark.parametrize("argument", ["query", "value", "key"])
+def test_integer_inputs_are_refused(argument):
+    inputs = {
+        "query": np.zeros((2, 3), "float32"),
+        "value": np.zeros((2, 4, 5), "float32"),
+        "key": np.zeros((2, 4, 5), "float32"),
+    }
+    inputs[argument] = inputs[argument].astype("int32")
+    with pytest.raises(TypeError, match=f"{argument}.dtype=int32"):
+        BahdanauAttention(units=4)(**inputs)
+
+
+def test_nan_values_and_keys_at_masked_positions_are_ignored():
+    # Regression (issue 21): a zero weight times a NaN padding value made
+    # the whole context NaN.
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(1, 3)).astype("float32")
+    value = rng.normal(size=(1, 4, 5)).astype("float32")
+    mask = np.array([[True, True, False, False]])
+    layer = BahdanauAttention(units=4)
+    clean, clean_weights = layer(
+        query, value, mask=mask, return_attention_scores=True
+    )
+    value[0, 2:] = np.nan
+    value[0, 3, 0] = np.inf
+    dirty, weights = layer(
+        query, value, mask=mask, return_attention_scores=True
+    )
+    np.testing.assert_array_equal(np.asarray(dirty), np.asarray(clean))
+    np.testing.assert_array_equal(np.asarray(weights), clean_weights)

@@ -117,3 +117,28 @@ def test_runs_inside_a_scan():
     assert np.all(np.diff(np.asarray(kappas), axis=0) > 0)
     with pytest.raises(ValueError, match="Invalid rank for argument `state`"):
         layer(np.zeros((6,), "float32"), np.zeros((2, 2)), inputs["sequence"])
+
+
+@pytest.mark.parametrize("argument", ["state", "kappa", "sequence"])
+def test_integer_inputs_are_refused(argument):
+    inputs = {
+        "state": np.zeros((2, 3), "float32"),
+        "kappa": np.zeros((2, 2), "float32"),
+        "sequence": np.zeros((2, 4, 5), "float32"),
+    }
+    inputs[argument] = inputs[argument].astype("int32")
+    with pytest.raises(TypeError, match=f"{argument}.dtype=int32"):
+        GravesWindowAttention(2)(**inputs)
+
+
+def test_huge_states_and_nan_padding_stay_finite():
+    # Regression (issue 21): exp of a large projected state overflowed to
+    # inf and inf * 0 gave NaN; 0 * NaN padding made the window NaN.
+    layer = GravesWindowAttention(2)
+    state = np.full((1, 3), 1e4, "float32")
+    sequence = np.ones((1, 4, 2), "float32")
+    sequence[0, 3] = np.nan
+    mask = np.array([[True, True, True, False]])
+    outputs = layer(state, np.zeros((1, 2), "float32"), sequence, mask=mask)
+    for out in outputs:
+        assert np.isfinite(np.asarray(out)).all()
