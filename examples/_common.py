@@ -8,7 +8,6 @@ puts examples/ first on `sys.path`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -84,82 +83,6 @@ def best_checkpoint(
         mode=mode,
         save_best_only=True,
         save_weights_only=weights_only,
-    )
-
-
-def _backup_freq(text: str):
-    if text == "epoch":
-        return "epoch"
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected 'epoch' or a positive number of batches, got {text!r}"
-        )
-    return value
-
-
-def _tf_config(text: str) -> dict:
-    try:
-        return distribute.parse_tf_config(text)
-    except (ValueError, TypeError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def add_distribution_arguments(parser) -> None:
-    """Adds `--strategy`, `--tf-config`, `--logical-cpus`, `--backup-dir`
-    and `--backup-freq` to `parser` (in their own help group)."""
-    group = parser.add_argument_group(
-        "distribution and fault tolerance",
-        "--batch-size is the global batch: each of the strategy's replicas "
-        "gets batch-size / replicas examples (it must divide evenly).",
-    )
-    group.add_argument(
-        "--strategy",
-        choices=distribute.STRATEGIES,
-        default="default",
-        help="tf.distribute strategy that builds and trains the model: "
-        "default (none), mirrored (the visible GPUs, else the logical CPU "
-        "devices), multi-worker (MultiWorkerMirroredStrategy, cluster from "
-        "--tf-config or TF_CONFIG), tpu (TPUStrategy; fails clearly "
-        "without a TPU). Default: %(default)s",
-    )
-    group.add_argument(
-        "--tf-config",
-        type=_tf_config,
-        default=None,
-        help='multi-worker: the cluster as JSON, e.g. \'{"cluster": '
-        '{"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}, "task": '
-        '{"type": "worker", "index": 0}}\' (default: the TF_CONFIG '
-        "environment variable)",
-    )
-    group.add_argument(
-        "--logical-cpus",
-        type=int,
-        default=None,
-        metavar="N",
-        help="split the CPU into N logical devices before TensorFlow "
-        "initialises them, so that --strategy mirrored has N replicas on "
-        "a machine without GPUs (for testing; default: off)",
-    )
-    group.add_argument(
-        "--backup-dir",
-        type=Path,
-        default=None,
-        help="keras.callbacks.BackupAndRestore directory: the training "
-        "state (weights, optimizer, epoch) is saved there and a restarted "
-        "run with the same arguments resumes from it; deleted when fit "
-        "ends (default: off)",
-    )
-    group.add_argument(
-        "--backup-freq",
-        type=_backup_freq,
-        default="epoch",
-        help="with --backup-dir: 'epoch' or every N batches. A restart "
-        "resumes at the start of the epoch after the last backup's epoch "
-        "count, so 'epoch' resumes exactly (default: %(default)s)",
     )
 
 

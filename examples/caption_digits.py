@@ -31,56 +31,33 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn.data import CaptionVocabulary  # noqa: E402
-from keras_segattn.data import caption_words  # noqa: E402
-from keras_segattn.data import digit_captions  # noqa: E402
-from keras_segattn.data import load_coco_captions  # noqa: E402
-from keras_segattn.data import mnist  # noqa: E402
-from keras_segattn.data import split_held_out  # noqa: E402
-from keras_segattn.export import captioning as captioning_export  # noqa: E402
-from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
-from keras_segattn.models import greedy_decode  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 MAX_WORDS = 11  # 4 digits, 3 relations of <= 2 words, and [END]
-DIGITS = CaptionVocabulary(digit_captions.CAPTION_VOCABULARY, MAX_WORDS)
 MODES = ("none", "soft", "hard")
 DATASETS = ("digits", "coco")
 COCO_MAX_WORDS = 20  # COCO captions are rarely longer; longer ones are left out
 COCO_HELD_OUT_FRACTION = 0.2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="digits")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="digits",
+        help="digit scenes with generated captions, or COCO captions",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -105,11 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="coco: rarer training words become [UNK]",
     )
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--num-test", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="global batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=2e-3, help="Adam learning rate"
+    )
+    parser.add_argument(
+        "--num-train", type=int, default=20000, help="training images"
+    )
+    parser.add_argument(
+        "--num-test", type=int, default=2000, help="test images"
+    )
     parser.add_argument(
         "--modes",
         nargs="+",
@@ -117,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(MODES),
         help="attention modes to train (the first with attention exports)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -125,6 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_distribution_arguments(parser)
     return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn.data import CaptionVocabulary  # noqa: E402
+from keras_segattn.data import caption_words  # noqa: E402
+from keras_segattn.data import digit_captions  # noqa: E402
+from keras_segattn.data import load_coco_captions  # noqa: E402
+from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import split_held_out  # noqa: E402
+from keras_segattn.export import captioning as captioning_export  # noqa: E402
+from keras_segattn.models import ShowAttendTellCaptioner  # noqa: E402
+from keras_segattn.models import greedy_decode  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+
+DIGITS = CaptionVocabulary(digit_captions.CAPTION_VOCABULARY, MAX_WORDS)
 
 
 def make_coco_splits(args) -> tuple[dict, CaptionVocabulary]:

@@ -15,13 +15,76 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
+
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data/spa_eng"),
+        help="folder of the Spanish-English pairs (spa.txt)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("runs/char_rnn"),
+        help="where the model, samples and metrics go",
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=100,
+        help="characters of context per training example",
+    )
+    parser.add_argument("--units", type=int, default=256, help="LSTM units")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="global batch size"
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=3000,
+        help="sentence pairs held out for validation",
+    )
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[0.5, 1.0],
+        help="sampling temperatures of the generated text",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data, weights and sampling",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="embedded sample, seconds"
+    )
+    add_distribution_arguments(parser)
+    return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +94,6 @@ import numpy as np  # noqa: E402
 
 from keras_segattn.data import spa_eng  # noqa: E402
 
-from _common import add_distribution_arguments  # noqa: E402
 from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import fit_context  # noqa: E402
@@ -41,36 +103,6 @@ from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
 from _common import trim_to_replicas  # noqa: E402
-
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, default=Path("../shared/data/spa_eng")
-    )
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/char_rnn")
-    )
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--window", type=int, default=100)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--validation-size", type=int, default=3000)
-    parser.add_argument(
-        "--temperatures", type=float, nargs="+", default=[0.5, 1.0]
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--smoke", action="store_true", help="embedded sample, seconds"
-    )
-    add_distribution_arguments(parser)
-    return parser
 
 
 def windows(text: str, alphabet: dict, window: int):

@@ -23,46 +23,32 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_segattn.data import mnist  # noqa: E402
-from keras_segattn.data import synthetic_digits  # noqa: E402
-from keras_segattn.models.draw import DRAW  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
-from _common import trim_to_replicas  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("../shared/data/mnist")
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data/mnist"),
+        help="MNIST folder (layout of ../shared/data/mnist)",
     )
     parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/draw_mnist")
+        "--output-dir",
+        type=Path,
+        default=Path("runs/draw_mnist"),
+        help="where the model, plots and metrics go",
     )
     parser.add_argument(
         "--epochs", type=int, default=None, help="default: 10 (--smoke: 1)"
@@ -74,12 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="N of the N x N read (the paper's MNIST model: 2)",
     )
-    parser.add_argument("--write-size", type=int, default=5)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--latent-dim", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--write-size", type=int, default=5, help="N of the N x N write patch"
+    )
+    parser.add_argument(
+        "--units",
+        type=int,
+        default=256,
+        help="LSTM units of the encoder and the decoder",
+    )
+    parser.add_argument(
+        "--latent-dim", type=int, default=100, help="size of each latent z_t"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=100, help="global batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam learning rate"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data, weights and noise",
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -87,6 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_distribution_arguments(parser)
     return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_segattn.data import mnist  # noqa: E402
+from keras_segattn.data import synthetic_digits  # noqa: E402
+from keras_segattn.models.draw import DRAW  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _common import trim_to_replicas  # noqa: E402
 
 
 def binarise(digits) -> np.ndarray:

@@ -19,11 +19,54 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("runs/graves_window"),
+        help="where the model, metrics and the window plot go",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs")
+    parser.add_argument(
+        "--length", type=int, default=12, help="length of the strings"
+    )
+    parser.add_argument(
+        "--num-train",
+        type=int,
+        default=20000,
+        help="number of training strings",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 epoch on 256 strings of length 6, in seconds",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="global batch size"
+    )
+    add_distribution_arguments(parser)
+    return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +78,6 @@ from keras import ops  # noqa: E402
 from keras_segattn.layers import GravesWindowAttention  # noqa: E402
 from keras_segattn.layers._recurrent import scan as _scan  # noqa: E402
 
-from _common import add_distribution_arguments  # noqa: E402
 from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
 from _common import fit_context  # noqa: E402
@@ -140,24 +182,7 @@ def spell(model, strings_one_hot):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/graves_window")
-    )
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--length", type=int, default=12)
-    parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument(
-        "--batch-size", type=int, default=64, help="global batch size"
-    )
-    add_distribution_arguments(parser)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.smoke:
         args.epochs, args.num_train, args.length = 1, 256, 6
     strategy = setup_distribution(args)

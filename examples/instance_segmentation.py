@@ -40,13 +40,104 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import sys
 import time
 from pathlib import Path
+
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
+
+DIGIT_CLASSES = [str(d) for d in range(10)]
+MODEL_FILE = "model.keras"
+DATASETS = ("digits", "coco")
+# COCO-MINI has no held-out split: its last images validate and test.
+COCO_HELD_OUT_FRACTION = 0.2
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "evaluate"):
+        command = commands.add_parser(name)
+        command.add_argument(
+            "--dataset",
+            choices=DATASETS,
+            default="digits",
+            help="digit scenes (generated) or a COCO folder",
+        )
+        command.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="digits: folder with mnist_train.npz (default "
+            "../shared/data/mnist); coco: a COCO-format folder with "
+            "instances.json, images/ and masks/",
+        )
+        command.add_argument(
+            "--output-dir",
+            type=Path,
+            default=Path("saved_models/digits_mask_rcnn"),
+            help="where the model, serving export, plots and metrics go",
+        )
+        command.add_argument(
+            "--image-size",
+            type=int,
+            default=128,
+            help="square input size in pixels",
+        )
+        command.add_argument(
+            "--seed", type=int, default=0, help="seed of the data and weights"
+        )
+        command.add_argument(
+            "--smoke",
+            action="store_true",
+            help="seven-segment digits, tiny model, a few steps",
+        )
+    train = commands.choices["train"]
+    train.add_argument(
+        "--epochs", type=int, default=None, help="default: 5 (--smoke: 1)"
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=8, help="global batch size"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak Adam learning rate (cosine decay)",
+    )
+    train.add_argument(
+        "--num-train", type=int, default=6000, help="training scenes"
+    )
+    train.add_argument(
+        "--num-val", type=int, default=320, help="validation scenes"
+    )
+    train.add_argument(
+        "--fpn",
+        action="store_true",
+        help="add a Feature Pyramid Network (FasterRCNN(fpn=True): P2-P6, "
+        "one anchor size per level, MultiScaleRoIAlign)",
+    )
+    add_distribution_arguments(train)
+    evaluate = commands.choices["evaluate"]
+    evaluate.add_argument(
+        "--num-test", type=int, default=1000, help="test scenes"
+    )
+    evaluate.add_argument(
+        "--version", type=int, default=1, help="SavedModel version to load"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,7 +154,6 @@ from keras_segattn.metrics import coco_results  # noqa: E402
 from keras_segattn.metrics import evaluate_coco  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 
-from _common import add_distribution_arguments  # noqa: E402
 from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
@@ -76,63 +166,6 @@ from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
 from _detection import predict_served  # noqa: E402
 from _detection import save_detection_plot  # noqa: E402
-
-DIGIT_CLASSES = [str(d) for d in range(10)]
-MODEL_FILE = "model.keras"
-DATASETS = ("digits", "coco")
-# COCO-MINI has no held-out split: its last images validate and test.
-COCO_HELD_OUT_FRACTION = 0.2
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate"):
-        command = commands.add_parser(name)
-        command.add_argument("--dataset", choices=DATASETS, default="digits")
-        command.add_argument(
-            "--data-dir",
-            type=Path,
-            default=None,
-            help="digits: folder with mnist_train.npz (default "
-            "../shared/data/mnist); coco: a COCO-format folder with "
-            "instances.json, images/ and masks/",
-        )
-        command.add_argument(
-            "--output-dir",
-            type=Path,
-            default=Path("saved_models/digits_mask_rcnn"),
-        )
-        command.add_argument("--image-size", type=int, default=128)
-        command.add_argument("--seed", type=int, default=0)
-        command.add_argument(
-            "--smoke",
-            action="store_true",
-            help="seven-segment digits, tiny model, a few steps",
-        )
-    train = commands.choices["train"]
-    train.add_argument(
-        "--epochs", type=int, default=None, help="default: 5 (--smoke: 1)"
-    )
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--num-train", type=int, default=6000)
-    train.add_argument("--num-val", type=int, default=320)
-    train.add_argument(
-        "--fpn",
-        action="store_true",
-        help="add a Feature Pyramid Network (FasterRCNN(fpn=True): P2-P6, "
-        "one anchor size per level, MultiScaleRoIAlign)",
-    )
-    add_distribution_arguments(train)
-    evaluate = commands.choices["evaluate"]
-    evaluate.add_argument("--num-test", type=int, default=1000)
-    evaluate.add_argument("--version", type=int, default=1)
-    return parser
 
 
 def model_kwargs(image_size: int, smoke: bool, fpn: bool = False) -> dict:

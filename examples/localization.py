@@ -42,41 +42,17 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn.data import pets_localization as pl  # noqa: E402
-from keras_segattn.export.localization import export_localizer_for_serving  # noqa: E402
-from keras_segattn.models.localization import box_iou  # noqa: E402
-from keras_segattn.models.localization import box_loss  # noqa: E402
-from keras_segattn.models.localization import build_classifier_localizer  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import best_checkpoint  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import cosine_decay  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 MODEL_FILE = "model.keras"
 DEFAULT_DATA_DIR = Path("../shared/data/oxford_pets")
 SMOKE_CLASSES = ("red", "green", "blue")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
             default=0.2,
             help="share of each breed held out (default: %(default)s)",
         )
-        command.add_argument("--seed", type=int, default=0)
+        command.add_argument(
+            "--seed", type=int, default=0, help="seed of the data and weights"
+        )
         command.add_argument(
             "--smoke",
             action="store_true",
@@ -115,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--batch-size", type=int, default=16, help="global batch (16)"
     )
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak Adam learning rate (cosine decay)",
+    )
     train.add_argument(
         "--box-loss",
         choices=("smooth_l1", "l2"),
@@ -137,8 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_distribution_arguments(train)
     evaluate = commands.choices["evaluate"]
-    evaluate.add_argument("--version", type=int, default=1)
+    evaluate.add_argument(
+        "--version", type=int, default=1, help="SavedModel version to load"
+    )
     return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn.data import pets_localization as pl  # noqa: E402
+from keras_segattn.export.localization import export_localizer_for_serving  # noqa: E402
+from keras_segattn.models.localization import box_iou  # noqa: E402
+from keras_segattn.models.localization import box_loss  # noqa: E402
+from keras_segattn.models.localization import build_classifier_localizer  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 
 def model_kwargs(image_size: int, smoke: bool) -> dict:

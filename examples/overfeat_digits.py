@@ -34,30 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_segattn import metrics  # noqa: E402
-from keras_segattn.data import synthetic_digits  # noqa: E402
-from keras_segattn.data.mnist import load_mnist_arrays  # noqa: E402
-from keras_segattn.models.overfeat import OverfeatDetector  # noqa: E402
-from keras_segattn.models.overfeat import check_scales  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import cosine_decay  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
-from _common import trim_to_replicas  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 WINDOW = 28
 NUM_DIGITS = 10
@@ -65,10 +43,9 @@ BACKGROUND = NUM_DIGITS  # class id of background windows
 INK = 64  # pixel value (0..255) from which a pixel is ink (box targets)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -76,9 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("../shared/data/mnist"),
         help="folder with mnist_train.npz (default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs")
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="global batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="peak Adam learning rate (cosine decay)",
+    )
     parser.add_argument(
         "--num-windows",
         type=int,
@@ -91,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=500,
         help="100x100 test canvases of test-pool digits (default: %(default)s)",
     )
-    parser.add_argument("--canvas-size", type=int, default=100)
+    parser.add_argument(
+        "--canvas-size",
+        type=int,
+        default=100,
+        help="side of the test canvases in pixels",
+    )
     parser.add_argument(
         "--scales",
         type=float,
@@ -99,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1.0, 0.75, 0.5],
         help="image pyramid scales (default: %(default)s)",
     )
-    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="lowest class probability kept as a detection",
+    )
     parser.add_argument(
         "--merge-threshold",
         type=float,
@@ -107,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Overfeat merge: pairs merge while centre distance / 28 + "
         "(1 - IoU) is below this (default: %(default)s)",
     )
-    parser.add_argument("--iou-threshold", type=float, default=0.3)
+    parser.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=0.3,
+        help="IoU from which boxes are merged or suppressed",
+    )
     parser.add_argument(
         "--output-dir",
         type=Path,
@@ -121,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="compile the train step with XLA (default: on)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -130,6 +131,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_distribution_arguments(parser)
     return parser
 
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_segattn import metrics  # noqa: E402
+from keras_segattn.data import synthetic_digits  # noqa: E402
+from keras_segattn.data.mnist import load_mnist_arrays  # noqa: E402
+from keras_segattn.models.overfeat import OverfeatDetector  # noqa: E402
+from keras_segattn.models.overfeat import check_scales  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _common import trim_to_replicas  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Data: digits pasted at given sizes and places

@@ -32,6 +32,117 @@ import sys
 import time
 from pathlib import Path
 
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
+
+MODELS = ("fcn32s", "fcn16s", "fcn8s", "deconvnet")
+DATASET_NAMES = ("pets", "camvid")  # the keys of DATASETS below
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"--image-size expects N or HxW with positive ints, got {text!r}"
+        )
+    return parts[0], parts[1]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument(
+            "--dataset",
+            choices=DATASET_NAMES,
+            default="pets",
+            help="Oxford-IIIT pets trimaps or CamVid",
+        )
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path("sample_data/oxford_pets"),
+            help="dataset folder (layout of ../shared/data)",
+        )
+        p.add_argument(
+            "--image-size",
+            type=_image_size,
+            default=(128, 128),
+            help="N or HxW, model input size",
+        )
+        p.add_argument(
+            "--batch-size", type=int, default=8, help="global batch size"
+        )
+        p.add_argument(
+            "--output-dir",
+            type=Path,
+            default=None,
+            help="where the model, logs and plots go (default: "
+            "saved_models/<dataset>_<model>)",
+        )
+        p.add_argument(
+            "--smoke",
+            action="store_true",
+            help="a few steps on synthetic data, in seconds",
+        )
+
+    train = sub.add_parser("train", help="train, plot, export")
+    common(train)
+    train.add_argument(
+        "--model", choices=MODELS, default="fcn8s", help="architecture"
+    )
+    train.add_argument(
+        "--epochs", type=int, default=None, help="default: 30 (--smoke: 1)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="peak AdamW learning rate (cosine decay)",
+    )
+    train.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="AdamW weight decay"
+    )
+    train.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the train step with XLA",
+    )
+    train.add_argument(
+        "--filters",
+        type=str,
+        default=None,
+        help="comma-separated encoder widths (override)",
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of weights and shuffling"
+    )
+    add_distribution_arguments(train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="mean IoU of a SavedModel at native resolution"
+    )
+    common(evaluate)
+    evaluate.add_argument(
+        "--saved-model",
+        type=Path,
+        required=True,
+        help="SavedModel version dir (…/serving/1)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,8 +156,8 @@ from keras_segattn import export  # noqa: E402
 from keras_segattn import losses  # noqa: E402
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import models  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 
-from _common import add_distribution_arguments  # noqa: E402
 from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
 from _common import check_compiled  # noqa: E402
@@ -58,7 +169,6 @@ from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "deconvnet")
 DATASETS = {
     # name: loader, class count, void label, offset back to the dataset's
     # own numbering, the two splits, class names.
@@ -79,90 +189,6 @@ DATASETS = {
         "class_names": data.CAMVID_CLASS_NAMES,
     },
 }
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"--image-size expects N or HxW with positive ints, got {text!r}"
-        )
-    return parts[0], parts[1]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command")
-
-    def common(p):
-        p.add_argument("--dataset", choices=sorted(DATASETS), default="pets")
-        p.add_argument(
-            "--data-dir",
-            type=Path,
-            default=Path("sample_data/oxford_pets"),
-            help="dataset folder (layout of ../shared/data)",
-        )
-        p.add_argument(
-            "--image-size",
-            type=_image_size,
-            default=(128, 128),
-            help="N or HxW, model input size",
-        )
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument(
-            "--output-dir",
-            type=Path,
-            default=None,
-            help="default: saved_models/<dataset>_<model>",
-        )
-        p.add_argument(
-            "--smoke",
-            action="store_true",
-            help="a few steps on synthetic data, in seconds",
-        )
-
-    train = sub.add_parser("train", help="train, plot, export")
-    common(train)
-    train.add_argument("--model", choices=MODELS, default="fcn8s")
-    train.add_argument(
-        "--epochs", type=int, default=None, help="default: 30 (--smoke: 1)"
-    )
-    train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument("--weight-decay", type=float, default=1e-4)
-    train.add_argument(
-        "--jit-compile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="compile the train step with XLA",
-    )
-    train.add_argument(
-        "--filters",
-        type=str,
-        default=None,
-        help="comma-separated encoder widths (override)",
-    )
-    train.add_argument("--seed", type=int, default=0)
-    add_distribution_arguments(train)
-
-    evaluate = sub.add_parser(
-        "evaluate", help="mean IoU of a SavedModel at native resolution"
-    )
-    common(evaluate)
-    evaluate.add_argument(
-        "--saved-model",
-        type=Path,
-        required=False,
-        help="SavedModel version dir (…/serving/1)",
-    )
-    return parser
 
 
 def _datasets(args, spec):
@@ -213,63 +239,6 @@ def _model(args, spec):
     return models.build_segmentation_model(
         preset, num_classes, variant=args.model.removeprefix("fcn")
     )
-
-
-def _palette(num_classes: int) -> np.ndarray:
-    colours = np.array(
-        [
-            [128, 128, 128],
-            [128, 0, 0],
-            [192, 192, 128],
-            [128, 64, 128],
-            [60, 40, 222],
-            [128, 128, 0],
-            [192, 128, 128],
-            [64, 64, 128],
-            [64, 0, 128],
-            [64, 64, 0],
-            [0, 128, 192],
-            [0, 0, 0],
-        ],
-        "uint8",
-    )
-    return colours[np.arange(max(num_classes + 1, 12)) % len(colours)]
-
-
-def save_prediction_grid(
-    images, masks, predictions, path: Path, num_classes: int, void_label=None
-) -> None:
-    """PNG grid: one row per example, image | ground truth | prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    palette = _palette(num_classes)
-    rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
-    for i in range(rows):
-        gt = np.asarray(masks[i]).astype(int)
-        if void_label is not None:
-            gt = np.where(gt == void_label, len(palette) - 1, gt)
-        panels = (
-            np.asarray(images[i]).astype("uint8"),
-            palette[gt],
-            palette[np.asarray(predictions[i]).astype(int)],
-        )
-        for ax, panel, title in zip(
-            axes[i],
-            panels,
-            ("image", "ground truth", "prediction"),
-            strict=True,
-        ):
-            ax.imshow(panel)
-            ax.set_title(title)
-            ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def train(args) -> int:
@@ -323,14 +292,15 @@ def train(args) -> int:
     results = model.evaluate(val_ds, return_dict=True, verbose=0)
     images, masks = next(iter(val_ds))
     predictions = np.argmax(model.predict(images, verbose=0), axis=-1)
-    save_prediction_grid(
-        images[:4],
-        masks[:4],
-        predictions[:4],
-        out / "plots" / "predictions.png",
-        spec["num_classes"],
-        spec["void_label"],
+    figure = visualization.plot_segmentation(
+        np.asarray(images[:4]).astype("uint8"),
+        np.asarray(masks[:4]).astype("int32"),
+        spec["class_names"],
+        predictions=predictions[:4],
+        ignore_index=spec["void_label"],
     )
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / "plots" / "predictions.png", dpi=80)
     # TF Serving warmup requests from real validation images, when the
     # optional tensorflow-serving-api is installed (`make` installs it).
     has_serving_api = importlib.util.find_spec("tensorflow_serving")
@@ -380,8 +350,6 @@ def evaluate(args) -> int:
     """Runs the SavedModel's `serving_default` on uint8 images at their own
     resolution and scores the masks in the dataset's own numbering."""
     spec = DATASETS[args.dataset]
-    if args.saved_model is None:
-        raise SystemExit("evaluate: --saved-model is required")
     reloaded = tf.saved_model.load(str(args.saved_model))
     serve = reloaded.signatures["serving_default"]
     n = spec["num_classes"]
@@ -399,10 +367,15 @@ def evaluate(args) -> int:
             drop_remainder=False,
         )
     confusion = np.zeros((n, n), np.int64)
+    count = int(ds.cardinality())
+    progress = keras.utils.Progbar(
+        count if count >= 0 else None, unit_name="image"
+    )
     for images, masks in ds:
         out = serve(images=tf.cast(tf.round(images), tf.uint8))
         predicted = out["masks"].numpy() - spec["label_offset"]
         confusion += confusion_matrix(masks.numpy(), predicted, n)
+        progress.add(len(images))
     miou, iou = mean_iou(confusion)
     accuracy = float(np.trace(confusion) / max(1, confusion.sum()))
     for name, value in zip(spec["class_names"], iou, strict=False):
@@ -415,9 +388,6 @@ def evaluate(args) -> int:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
     return train(args) if args.command == "train" else evaluate(args)
 
 

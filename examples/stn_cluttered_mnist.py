@@ -33,29 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn import export  # noqa: E402
-from keras_segattn import layers  # noqa: E402
-from keras_segattn.data import cluttered_mnist  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import best_checkpoint  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import cosine_decay  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "sample_data" / "cluttered_mnist"
@@ -64,10 +43,9 @@ NUM_CLASSES = 10
 TRANSFORMS = ("affine", "attention", "projective", "thin_plate_spline")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -76,9 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with cluttered_mnist_40x40_trainval.npz "
         "(default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="training epochs"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="global batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="peak Adam learning rate (cosine decay)",
+    )
     parser.add_argument(
         "--validation-size",
         type=int,
@@ -92,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmentation: random translations of the training images by "
         "up to this many pixels (0: off; default: %(default)s)",
     )
-    parser.add_argument("--transform", choices=TRANSFORMS, default="affine")
+    parser.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default="affine",
+        help="transformation the localisation network predicts",
+    )
     parser.add_argument(
         "--models",
         nargs="+",
@@ -113,14 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="SavedModel base dir (default: saved_models/stn_cluttered_mnist,"
         " or <output-dir>/serving with --smoke)",
     )
-    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        help="SavedModel version written under serving/",
+    )
     parser.add_argument(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="compile the train step with XLA (default: on)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -129,6 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_distribution_arguments(parser)
     return parser
 
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn import export  # noqa: E402
+from keras_segattn import layers  # noqa: E402
+from keras_segattn.data import cluttered_mnist  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Models

@@ -34,29 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn import layers  # noqa: E402
-from keras_segattn.data import mnist_addition  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import best_checkpoint  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import cosine_decay  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
-
-NUM_CLASSES = mnist_addition.MNIST_ADDITION_NUM_CLASSES
 # Initial crops (flat affine theta): a 0.6-wide square on each half.
 INITIAL_THETAS = (
     (0.6, 0.0, -0.4, 0.0, 0.6, 0.0),
@@ -66,10 +46,9 @@ COLOURS = ("tab:red", "tab:cyan")
 HEAD_SCALE = 0.1  # learning-rate multiplier of the localisation heads
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -77,13 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("../shared/data/mnist"),
         help="folder with mnist_train.npz (default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=int, default=9)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--num-train", type=int, default=40_000)
-    parser.add_argument("--num-validation", type=int, default=2_000)
-    parser.add_argument("--num-test", type=int, default=5_000)
-    parser.add_argument("--canvas-size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=9, help="training epochs")
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="global batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="peak Adam learning rate (cosine decay)",
+    )
+    parser.add_argument(
+        "--num-train", type=int, default=40_000, help="training canvases"
+    )
+    parser.add_argument(
+        "--num-validation", type=int, default=2_000, help="validation canvases"
+    )
+    parser.add_argument(
+        "--num-test", type=int, default=5_000, help="test canvases"
+    )
+    parser.add_argument(
+        "--canvas-size",
+        type=int,
+        default=48,
+        help="side of the canvases in pixels",
+    )
     parser.add_argument(
         "--width", type=int, default=16, help="filters of the digit CNN"
     )
@@ -99,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="compile the train step with XLA (default: on)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -107,6 +106,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_distribution_arguments(parser)
     return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn import layers  # noqa: E402
+from keras_segattn.data import mnist_addition  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+
+NUM_CLASSES = mnist_addition.MNIST_ADDITION_NUM_CLASSES
 
 
 def build_localization_network(canvas_size: int, initial_theta, name: str):

@@ -40,37 +40,14 @@ default (13a tokenisation, cased) against the raw English references.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn.data import spa_eng  # noqa: E402
-from keras_segattn.data import text as text_lib  # noqa: E402
-from keras_segattn.export import translation as translation_export  # noqa: E402,E501
-from keras_segattn.losses import TokenCrossentropy  # noqa: E402
-from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import best_checkpoint  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 VOCABULARY_FILE = "vocabularies.json"
 TRAINING_FILE = "training.json"
@@ -78,10 +55,9 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "spa_eng"
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, 1000))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,36 +70,86 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with spa.txt.gz (default: %(default)s)",
     )
     train.add_argument(
-        "--output-dir", type=Path, default=Path("saved_models/nmt_spa_eng")
+        "--output-dir",
+        type=Path,
+        default=Path("saved_models/nmt_spa_eng"),
+        help="where the model, vocabularies, plots and SavedModel go",
     )
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--epochs", type=int, default=10, help="training epochs")
+    train.add_argument(
+        "--batch-size", type=int, default=128, help="global batch size"
+    )
+    train.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam learning rate"
+    )
     train.add_argument(
         "--validation-size",
         type=int,
         default=3000,
         help="pairs held out (whole groups of pairs sharing a sentence)",
     )
-    train.add_argument("--source-vocabulary-size", type=int, default=10000)
-    train.add_argument("--target-vocabulary-size", type=int, default=7000)
-    train.add_argument("--embedding-dim", type=int, default=128)
-    train.add_argument("--encoder-units", type=int, default=256)
-    train.add_argument("--decoder-units", type=int, default=256)
-    train.add_argument("--attention-units", type=int, default=256)
-    train.add_argument("--readout-units", type=int, default=192)
-    train.add_argument("--dropout", type=float, default=0.2)
+    train.add_argument(
+        "--source-vocabulary-size",
+        type=int,
+        default=10000,
+        help="Spanish words kept (the rest map to [UNK])",
+    )
+    train.add_argument(
+        "--target-vocabulary-size",
+        type=int,
+        default=7000,
+        help="English words kept (the rest map to [UNK])",
+    )
+    train.add_argument(
+        "--embedding-dim", type=int, default=128, help="word embedding size"
+    )
+    train.add_argument(
+        "--encoder-units",
+        type=int,
+        default=256,
+        help="units of each encoder GRU direction",
+    )
+    train.add_argument(
+        "--decoder-units", type=int, default=256, help="decoder GRU units"
+    )
+    train.add_argument(
+        "--attention-units",
+        type=int,
+        default=256,
+        help="units of the Bahdanau attention projections",
+    )
+    train.add_argument(
+        "--readout-units",
+        type=int,
+        default=192,
+        help="units of the maxout readout layer",
+    )
+    train.add_argument(
+        "--dropout", type=float, default=0.2, help="dropout rate"
+    )
     train.add_argument(
         "--no-attention",
         action="store_true",
         help="train the fixed-context baseline (RNN Encoder-Decoder)",
     )
-    train.add_argument("--beam-width", type=int, default=4)
-    train.add_argument("--max-output-length", type=int, default=50)
+    train.add_argument(
+        "--beam-width",
+        type=int,
+        default=4,
+        help="beam width of the beam-search BLEU",
+    )
+    train.add_argument(
+        "--max-output-length",
+        type=int,
+        default=50,
+        help="longest translation decoded, in tokens",
+    )
     train.add_argument(
         "--no-jit", action="store_true", help="train without XLA"
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     train.add_argument(
         "--smoke",
         action="store_true",
@@ -141,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="output directories of `train` (metrics.json + SavedModel)",
     )
     evaluate.add_argument(
-        "--data-dir", type=Path, default=Path("../shared/data/spa_eng")
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data/spa_eng"),
+        help="folder of the Spanish-English pairs (spa.txt)",
     )
     evaluate.add_argument(
         "--version", type=int, default=1, help="SavedModel version to load"
@@ -151,18 +180,68 @@ def build_parser() -> argparse.ArgumentParser:
         "finish",
         help="BLEU, plots and SavedModel for a trained OUTPUT_DIR/model.keras",
     )
-    finish.add_argument("output_dir", type=Path)
-    finish.add_argument("--beam-width", type=int, default=4)
-    finish.add_argument("--max-output-length", type=int, default=50)
+    finish.add_argument(
+        "output_dir",
+        type=Path,
+        help="a train run's output folder (with model.keras)",
+    )
+    finish.add_argument(
+        "--beam-width",
+        type=int,
+        default=4,
+        help="beam width of the beam-search BLEU",
+    )
+    finish.add_argument(
+        "--max-output-length",
+        type=int,
+        default=50,
+        help="longest translation decoded, in tokens",
+    )
 
     translate = commands.add_parser(
         "translate", help="translate sentences with an exported SavedModel"
     )
-    translate.add_argument("saved_model", type=Path)
-    translate.add_argument("sentences", nargs="+")
-    translate.add_argument("--beam", action="store_true")
+    translate.add_argument(
+        "saved_model", type=Path, help="SavedModel version folder (…/serving/1)"
+    )
+    translate.add_argument(
+        "sentences", nargs="+", help="Spanish sentences to translate"
+    )
+    translate.add_argument(
+        "--beam",
+        action="store_true",
+        help="beam search instead of greedy decoding",
+    )
     return parser
 
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn.data import spa_eng  # noqa: E402
+from keras_segattn.data import text as text_lib  # noqa: E402
+from keras_segattn.export import translation as translation_export  # noqa: E402,E501
+from keras_segattn.losses import TokenCrossentropy  # noqa: E402
+from keras_segattn.models.translation import Seq2SeqTranslator  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
 
 # === Data ===
 

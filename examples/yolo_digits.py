@@ -31,48 +31,22 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-
-from keras_segattn import distribute  # noqa: E402
-from keras_segattn.data import digit_scenes  # noqa: E402
-from keras_segattn.export import export_detector_for_serving  # noqa: E402
-from keras_segattn.metrics import coco_ground_truth  # noqa: E402
-from keras_segattn.metrics import coco_results  # noqa: E402
-from keras_segattn.metrics import evaluate_coco  # noqa: E402
-from keras_segattn.models.yolo import YOLO  # noqa: E402
-
-from _common import add_distribution_arguments  # noqa: E402
-from _common import backup_callbacks  # noqa: E402
-from _common import best_checkpoint  # noqa: E402
-from _common import check_compiled  # noqa: E402
-from _common import cosine_decay  # noqa: E402
-from _common import fit_context  # noqa: E402
-from _common import global_batch_size  # noqa: E402
-from _common import jit_compile_for  # noqa: E402
-from _common import logging_callbacks  # noqa: E402
-from _common import save_final_weights  # noqa: E402
-from _common import setup_distribution  # noqa: E402
-from _detection import predict_served  # noqa: E402
-from _detection import save_detection_plot  # noqa: E402
+from _cli import ArgumentParser
+from _cli import add_distribution_arguments
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="folder with mnist_train.npz (default ../shared/data/mnist)",
         )
         command.add_argument(
-            "--output-dir", type=Path, default=Path("saved_models/digits_yolo")
+            "--output-dir",
+            type=Path,
+            default=Path("saved_models/digits_yolo"),
+            help="where the model, serving export, plots and metrics go",
         )
         command.add_argument(
             "--image-size", type=int, default=128, help="scene side (128)"
@@ -126,6 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", type=int, default=1, help="SavedModel version (1)"
     )
     return parser
+
+
+if __name__ == "__main__":
+    # --help and bad flags exit here, before TensorFlow is imported.
+    build_parser().parse_args()
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from keras_segattn import distribute  # noqa: E402
+from keras_segattn.data import digit_scenes  # noqa: E402
+from keras_segattn.export import export_detector_for_serving  # noqa: E402
+from keras_segattn.metrics import coco_ground_truth  # noqa: E402
+from keras_segattn.metrics import coco_results  # noqa: E402
+from keras_segattn.metrics import evaluate_coco  # noqa: E402
+from keras_segattn.models.yolo import YOLO  # noqa: E402
+
+from _common import backup_callbacks  # noqa: E402
+from _common import best_checkpoint  # noqa: E402
+from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
+from _common import fit_context  # noqa: E402
+from _common import global_batch_size  # noqa: E402
+from _common import jit_compile_for  # noqa: E402
+from _common import logging_callbacks  # noqa: E402
+from _common import save_final_weights  # noqa: E402
+from _common import setup_distribution  # noqa: E402
+from _detection import predict_served  # noqa: E402
+from _detection import save_detection_plot  # noqa: E402
 
 
 def model_kwargs(image_size: int, smoke: bool) -> dict:

@@ -1,0 +1,120 @@
+"""`python examples/<name>.py --help`: exits 0 before TensorFlow is
+imported, and documents every flag (with its default)."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.examples.helpers import ROOT
+from tests.examples.helpers import load_example
+
+EXAMPLES = sorted(
+    path.stem
+    for path in (ROOT / "examples").glob("*.py")
+    if not path.stem.startswith("_")
+)
+HEAVY = ("tensorflow", "keras", "keras_segattn", "matplotlib")
+
+# Runs a script as `__main__` with `argv`, then reports its exit code and
+# which heavy packages it imported, as JSON on the last line of stderr.
+_WRAPPER = """
+import json, runpy, sys
+path, argv, heavy = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+sys.path.insert(0, path.rsplit("/", 1)[0])
+sys.argv = [path, *argv]
+try:
+    runpy.run_path(path, run_name="__main__")
+    code = None
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(heavy))
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def _run_help(name: str, argv: list) -> tuple[dict, str]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WRAPPER,
+            str(ROOT / "examples" / f"{name}.py"),
+            json.dumps(argv),
+            *HEAVY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    return report, result.stdout
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """(sub-command path, parser) for the parser and its sub-commands."""
+    yield [], parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                for path, nested in _parsers(sub):
+                    yield [command, *path], nested
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_help_is_quiet_and_does_not_import_tensorflow(name):
+    parser = load_example(name).build_parser()
+    for path, sub in _parsers(parser):
+        report, text = _run_help(name, [*path, "--help"])
+        assert report == {"code": 0, "loaded": []}, (name, path, report)
+        for action in sub._actions:
+            for flag in action.option_strings:
+                assert flag in text, (name, path, flag)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_argument_has_help_and_its_default(name):
+    parser = load_example(name).build_parser()
+    for path, sub in _parsers(parser):
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if isinstance(
+                action, (argparse._HelpAction, argparse._SubParsersAction)
+            ):
+                continue  # sub-commands are checked as parsers
+            label = (name, path, action.dest)
+            assert action.help, label
+            shown = formatter._expand_help(action)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in shown.lower(), (label, shown)
+            if action.default not in (
+                None,
+                argparse.SUPPRESS,
+            ) and "%(default)" in formatter._get_help_string(action):
+                assert str(action.default) in shown, (label, shown)
+
+
+def test_bad_flag_fails_before_tensorflow():
+    report, _ = _run_help("segmentation", ["train", "--image-size", "0"])
+    assert report == {"code": 2, "loaded": []}
+
+
+def test_required_arguments_are_argparse_required():
+    parser = load_example("segmentation").build_parser()
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["evaluate"])  # --saved-model is required
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # a sub-command is required
+
+
+def test_cli_strategies_match_the_package():
+    sys.path.insert(0, str(ROOT / "examples"))
+    from keras_segattn import distribute
+
+    import _cli
+
+    assert _cli.STRATEGIES == distribute.STRATEGIES
