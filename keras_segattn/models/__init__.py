@@ -19,6 +19,7 @@ from keras_segattn.models.deconvnet import SegNet
 from keras_segattn.models.detection_backbones import build_feature_backbone
 from keras_segattn.models.detection_backbones import build_pyramid_backbone
 from keras_segattn.models.draw import DRAW
+from keras_segattn.models.fast_rcnn import FastRCNN
 from keras_segattn.models.faster_rcnn import FasterRCNN
 from keras_segattn.models.faster_rcnn import build_faster_rcnn_components
 from keras_segattn.models.fcn import FCN
@@ -32,6 +33,7 @@ from keras_segattn.models.multi_scale import build_multi_scale_segmenter
 from keras_segattn.models.overfeat import OverfeatDetector
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
+from keras_segattn.models.rcnn import RCNN
 from keras_segattn.models.recurrent_refinement import (
     build_recurrent_refinement_segmenter,
 )

@@ -280,6 +280,53 @@ class FasterRCNN(ConstructorConfigMixin, TwoStageDetector):
         return config
 
 
+def check_box_stage_arguments(config: dict) -> dict:
+    """The arguments every detector of this family shares (backbone, RoI
+    pooling, box head training and post-processing; `FasterRCNN`,
+    `FastRCNN`, `RCNN`) checked and normalised in `config`, which is
+    returned. Errors name the argument."""
+    config["num_classes"] = validation.check_num_classes(config["num_classes"])
+    image_shape = check_image_shape(config["image_shape"])
+    if None in image_shape:
+        raise ValueError(
+            "Invalid value for argument `image_shape`. Expected a static "
+            "(height, width, channels): anchors and box clipping are "
+            "constants. "
+            f"Received: image_shape={image_shape!r}."
+        )
+    config["image_shape"] = tuple(image_shape)
+    config["roi_op"] = validation.check_one_of(
+        config["roi_op"], ROI_OPS, "roi_op"
+    )
+    config["bounding_box_format"] = _roi_common.check_bounding_box_format(
+        config["bounding_box_format"]
+    )
+    config["backbone"] = check_backbone_argument(config["backbone"])
+    config["backbone_kwargs"] = dict(config["backbone_kwargs"] or {})
+    config["roi_output_size"] = validation.standardize_size(
+        config["roi_output_size"], "roi_output_size"
+    )
+    config["sampling_ratio"] = validation.check_sampling_ratio(
+        config["sampling_ratio"]
+    )
+    for name in ("box_head_units", "box_batch_size_per_image"):
+        config[name] = validation.check_positive_int(config[name], name)
+    config["box_positive_fraction"] = check_fraction(
+        config["box_positive_fraction"], "box_positive_fraction"
+    )
+    high, low = check_iou_thresholds(
+        config["box_fg_iou_threshold"],
+        config["box_bg_iou_threshold"],
+        prefix="box_",
+    )
+    config["box_fg_iou_threshold"] = high
+    config["box_bg_iou_threshold"] = low
+    config["bbox_reg_weights"] = check_box_coder_weights(
+        config["bbox_reg_weights"], "bbox_reg_weights"
+    )
+    return config
+
+
 def _check_arguments(arguments: dict) -> dict:
     """The constructor's arguments checked and normalised (errors name
     the argument), without `self`, `kwargs` and `dtype`."""
@@ -289,16 +336,8 @@ def _check_arguments(arguments: dict) -> dict:
         if key not in ("self", "kwargs", "__class__", "dtype")
     }
     config["dtype"] = arguments["dtype"]
-    config["num_classes"] = validation.check_num_classes(config["num_classes"])
-    image_shape = check_image_shape(config["image_shape"])
-    if None in image_shape:
-        raise ValueError(
-            "Invalid value for argument `image_shape`. Expected a static "
-            "(height, width, channels): the anchors are constants. "
-            f"Received: image_shape={image_shape!r}."
-        )
-    config["image_shape"] = tuple(image_shape)
-    roi_op = validation.check_one_of(config["roi_op"], ROI_OPS, "roi_op")
+    config = check_box_stage_arguments(config)
+    roi_op = config["roi_op"]
     fpn = config["fpn"] = bool(config["fpn"])
     config["fpn_filters"] = validation.check_positive_int(
         config["fpn_filters"], "fpn_filters"
@@ -325,40 +364,23 @@ def _check_arguments(arguments: dict) -> dict:
         )
     if names is not None and not isinstance(names, str):
         config["feature_layer_names"] = tuple(names)
-    config["bounding_box_format"] = _roi_common.check_bounding_box_format(
-        config["bounding_box_format"]
+    config["rpn_batch_size_per_image"] = validation.check_positive_int(
+        config["rpn_batch_size_per_image"], "rpn_batch_size_per_image"
     )
-    config["backbone"] = check_backbone_argument(config["backbone"])
-    config["backbone_kwargs"] = dict(config["backbone_kwargs"] or {})
-    config["roi_output_size"] = validation.standardize_size(
-        config["roi_output_size"], "roi_output_size"
-    )
-    config["sampling_ratio"] = validation.check_sampling_ratio(
-        config["sampling_ratio"]
-    )
-    for name in (
-        "box_head_units",
-        "rpn_batch_size_per_image",
-        "box_batch_size_per_image",
-    ):
-        config[name] = validation.check_positive_int(config[name], name)
     if config["rpn_filters"] is not None:
         config["rpn_filters"] = validation.check_positive_int(
             config["rpn_filters"], "rpn_filters"
         )
-    for name in ("rpn_positive_fraction", "box_positive_fraction"):
-        config[name] = check_fraction(config[name], name)
-    for stage in ("rpn", "box"):
-        high, low = check_iou_thresholds(
-            config[f"{stage}_fg_iou_threshold"],
-            config[f"{stage}_bg_iou_threshold"],
-            prefix=f"{stage}_",
-        )
-        config[f"{stage}_fg_iou_threshold"] = high
-        config[f"{stage}_bg_iou_threshold"] = low
-    config["bbox_reg_weights"] = check_box_coder_weights(
-        config["bbox_reg_weights"], "bbox_reg_weights"
+    config["rpn_positive_fraction"] = check_fraction(
+        config["rpn_positive_fraction"], "rpn_positive_fraction"
     )
+    high, low = check_iou_thresholds(
+        config["rpn_fg_iou_threshold"],
+        config["rpn_bg_iou_threshold"],
+        prefix="rpn_",
+    )
+    config["rpn_fg_iou_threshold"] = high
+    config["rpn_bg_iou_threshold"] = low
     config["mask_head"] = bool(config["mask_head"])
     if config["mask_head"]:
         config["mask_roi_output_size"] = validation.check_positive_int(
@@ -411,11 +433,16 @@ def _build_backbone(config: dict) -> tuple:
         backbone_kwargs=config["backbone_kwargs"],
         dtype=dtype,
     )
-    _, height, _, channels = backbone.outputs[0].shape
-    # torchvision's MultiScaleRoIAlign infers the scale as the power of two
-    # nearest to feature size / image size.
-    scale = 2.0 ** round(math.log2(height / image_shape[0]))
+    scale, channels = feature_scale_and_channels(backbone, image_shape)
     return backbone, None, tuple(anchor_sizes), scale, channels
+
+
+def feature_scale_and_channels(backbone, image_shape) -> tuple[float, int]:
+    """(spatial scale, channels) of a single-map backbone's features: as
+    torchvision's MultiScaleRoIAlign infers it, the scale is the power of
+    two nearest to feature size / image size."""
+    _, height, _, channels = backbone.outputs[0].shape
+    return 2.0 ** round(math.log2(height / image_shape[0])), channels
 
 
 def _roi_poolers(config: dict, scale) -> dict:
@@ -444,7 +471,7 @@ def _roi_poolers(config: dict, scale) -> dict:
             name="roi_align",
         )
     poolers = {"roi_pooler": roi_pooler}
-    if config["mask_head"]:
+    if config.get("mask_head"):
         for key, name, box_format in (
             ("mask_roi_pooler", "mask_roi_align", "xyxy"),
             (
@@ -463,6 +490,48 @@ def _roi_poolers(config: dict, scale) -> dict:
                 name=name,
             )
     return poolers
+
+
+def build_box_stage_components(config: dict, scale) -> dict:
+    """The second stage shared by `FasterRCNN`, `FastRCNN` and `RCNN` from
+    checked arguments: `roi_sampler`, `roi_pooler` (plus the mask branch's
+    poolers with `config["mask_head"]`), `box_head` and
+    `detection_postprocessor`; `scale` is the RoI levels' spatial scale."""
+    dtype = config["dtype"]
+    return {
+        "roi_sampler": RoISampler(
+            config["box_fg_iou_threshold"],
+            config["box_bg_iou_threshold"],
+            batch_size_per_image=config["box_batch_size_per_image"],
+            positive_fraction=config["box_positive_fraction"],
+            bbox_reg_weights=config["bbox_reg_weights"],
+            mask_target_size=(
+                2 * config["mask_roi_output_size"]
+                if config.get("mask_head")
+                else None
+            ),
+            sampling_ratio=config["sampling_ratio"],
+            seed=None if config["seed"] is None else config["seed"] + 1,
+            name="roi_sampler",
+        ),
+        **_roi_poolers(config, scale),
+        "box_head": BoxHead(
+            config["num_classes"],
+            units=config["box_head_units"],
+            dtype=dtype,
+            name="box_head",
+        ),
+        "detection_postprocessor": DetectionPostprocessor(
+            config["image_shape"][:2],
+            bbox_reg_weights=config["bbox_reg_weights"],
+            score_threshold=config["box_score_threshold"],
+            nms_threshold=config["box_nms_threshold"],
+            max_detections=config["max_detections"],
+            bounding_box_format=config["bounding_box_format"],
+            dtype=dtype,
+            name="detections",
+        ),
+    }
 
 
 def build_faster_rcnn_components(config: dict) -> tuple[dict, dict]:
@@ -507,38 +576,7 @@ def build_faster_rcnn_components(config: dict) -> tuple[dict, dict]:
             seed=seed,
             name="anchor_labeler",
         ),
-        "roi_sampler": RoISampler(
-            config["box_fg_iou_threshold"],
-            config["box_bg_iou_threshold"],
-            batch_size_per_image=config["box_batch_size_per_image"],
-            positive_fraction=config["box_positive_fraction"],
-            bbox_reg_weights=config["bbox_reg_weights"],
-            mask_target_size=(
-                2 * config["mask_roi_output_size"]
-                if config["mask_head"]
-                else None
-            ),
-            sampling_ratio=config["sampling_ratio"],
-            seed=None if seed is None else seed + 1,
-            name="roi_sampler",
-        ),
-        **_roi_poolers(config, scale),
-        "box_head": BoxHead(
-            config["num_classes"],
-            units=config["box_head_units"],
-            dtype=dtype,
-            name="box_head",
-        ),
-        "detection_postprocessor": DetectionPostprocessor(
-            image_size,
-            bbox_reg_weights=config["bbox_reg_weights"],
-            score_threshold=config["box_score_threshold"],
-            nms_threshold=config["box_nms_threshold"],
-            max_detections=config["max_detections"],
-            bounding_box_format=config["bounding_box_format"],
-            dtype=dtype,
-            name="detections",
-        ),
+        **build_box_stage_components(config, scale),
     }
     if config["mask_head"]:
         components["mask_head"] = MaskHead(

@@ -293,23 +293,16 @@ class TwoStageDetector(keras.Model):
             [ops.stop_gradient(d) for d in deltas],
             training=True,
         )
-        samples = self.roi_sampler(
-            ops.stop_gradient(proposals), gt_boxes, gt_classes, gt_masks
+        box_losses, samples = box_stage_losses(
+            self.roi_sampler,
+            lambda rois: self.roi_pooler(levels, rois),
+            self.box_head,
+            proposals,
+            gt_boxes,
+            gt_classes,
+            gt_masks,
         )
-        rois = ops.stop_gradient(samples["rois"])
-        class_logits, box_deltas = self.box_head(self.roi_pooler(levels, rois))
-        losses.update(
-            zip(
-                LOSS_NAMES[2:],
-                fast_rcnn_loss(
-                    class_logits,
-                    box_deltas,
-                    samples["labels"],
-                    samples["box_targets"],
-                ),
-                strict=True,
-            )
-        )
+        losses.update(box_losses)
         if self.mask_head is not None:
             mask_rois = ops.stop_gradient(samples["mask_rois"])
             mask_logits = self.mask_head(
@@ -331,19 +324,7 @@ class TwoStageDetector(keras.Model):
         losses = self.compute_detection_losses(
             self._images(x), y, training=training, first_stage=first_stage
         )
-        # Under tf.distribute each loss is this replica's share of the
-        # global-batch loss (normalised by the global counts): the shares,
-        # whose gradients Keras sums, add up to the one-device loss, and
-        # `unscale` makes the trackers' mean over replicas that sum.
-        total = sum(losses.values())
-        self.loss_trackers[0].update_state(unscale_loss_for_distribution(total))
-        for tracker, name in zip(
-            self.loss_trackers[1:], self.loss_names, strict=True
-        ):
-            tracker.update_state(unscale_loss_for_distribution(losses[name]))
-        if self.losses:  # the same on every replica: keras.losses' scaling
-            total = total + scale_loss_for_distribution(ops.sum(self.losses))
-        return total
+        return track_detection_losses(self, losses)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()
@@ -372,6 +353,61 @@ class TwoStageDetector(keras.Model):
                 f'y["masks"].shape={mask_shape}.'
             )
         return boxes, classes, ops.cast(y["masks"], "float32")
+
+
+def box_stage_losses(
+    roi_sampler, pool, box_head, proposals, gt_boxes, gt_classes, gt_masks
+) -> tuple[dict, dict]:
+    """The second stage's training losses, shared by `TwoStageDetector`
+    and the proposal detectors (`FastRCNN`, `RCNN`).
+
+    `roi_sampler` samples RoIs from `proposals` ([B, P, 4] "xyxy", padding
+    -1) plus the ground truth; `pool(rois)` gives their region features
+    ([B, R, h, w, C]: RoI pooling of a shared map, or a CNN on warped
+    crops); `box_head` scores them. Proposals and RoIs are not
+    differentiated (torchvision detaches them).
+
+    Returns:
+        Tuple `(losses, samples)`: `{"loss_classifier", "loss_box_reg"}`
+        (`fast_rcnn_loss`) and the sampler's output.
+    """
+    samples = roi_sampler(
+        ops.stop_gradient(proposals), gt_boxes, gt_classes, gt_masks
+    )
+    rois = ops.stop_gradient(samples["rois"])
+    class_logits, box_deltas = box_head(pool(rois))
+    losses = dict(
+        zip(
+            LOSS_NAMES[2:],
+            fast_rcnn_loss(
+                class_logits,
+                box_deltas,
+                samples["labels"],
+                samples["box_targets"],
+            ),
+            strict=True,
+        )
+    )
+    return losses, samples
+
+
+def track_detection_losses(model: keras.Model, losses: dict):
+    """Updates `model.loss_trackers` (the total first, then
+    `model.loss_names`) and returns the total loss to differentiate, plus
+    the model's own `losses` (regularisers)."""
+    # Under tf.distribute each loss is this replica's share of the
+    # global-batch loss (normalised by the global counts): the shares,
+    # whose gradients Keras sums, add up to the one-device loss, and
+    # `unscale` makes the trackers' mean over replicas that sum.
+    total = sum(losses.values())
+    model.loss_trackers[0].update_state(unscale_loss_for_distribution(total))
+    for tracker, name in zip(
+        model.loss_trackers[1:], model.loss_names, strict=True
+    ):
+        tracker.update_state(unscale_loss_for_distribution(losses[name]))
+    if model.losses:  # the same on every replica: keras.losses' scaling
+        total = total + scale_loss_for_distribution(ops.sum(model.losses))
+    return total
 
 
 class _Components:
