@@ -17,6 +17,7 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
@@ -59,6 +60,7 @@ def make_detection_serving_fn(
     model: keras.Model,
     bounding_box_format: str = "yxyx",
     label_offset: int = 0,
+    with_proposals: bool = False,
 ):
     """Returns `fn(images) -> dict` for serving a detector.
 
@@ -72,6 +74,12 @@ def make_detection_serving_fn(
             the served boxes are always "yxyx" (ymin, xmin, ymax, xmax).
         label_offset: int added to the served `detection_classes` of real
             detections (1 gives the TF OD API's 1-based label-map ids).
+        with_proposals: bool. The model takes `{"images", "proposals"}`
+            (`FastRCNN`, `RCNN`); the function then takes `(images,
+            proposals)`, proposals float32 [b, N, 4] (ymin, xmin, ymax,
+            xmax in pixels of the given images, padding rows four -1),
+            scaled in the graph to the model's input size and converted to
+            its `bounding_box_format`.
 
     Returns:
         A callable taking uint8 images [b, h, w, C] of any size and
@@ -85,11 +93,23 @@ def make_detection_serving_fn(
     height, width, channels = image_shape
     has_masks = MASK_OUTPUT in specs
 
-    def predict(images):
+    # Plain Python control flow on Python values only: not for AutoGraph.
+    @tf.autograph.experimental.do_not_convert
+    def predict(images, proposals=None):
         size = tf.shape(images)[1:3]
         x = tf.image.resize(
             tf.cast(images, tf.float32), (height, width), method="bilinear"
         )
+        scale = tf.cast(size, tf.float32) / tf.constant(
+            [height, width], tf.float32
+        )
+        if proposals is not None:
+            x = {
+                "images": x,
+                "proposals": _proposals_to_model(
+                    proposals, 1.0 / tf.tile(scale, [2]), bounding_box_format
+                ),
+            }
         outputs = model(x, training=False)
         outputs = {k: tf.cast(outputs[k], tf.float32) for k in specs}
         boxes = outputs["detection_boxes"]
@@ -97,9 +117,6 @@ def make_detection_serving_fn(
             boxes = keras.utils.bounding_boxes.convert_format(
                 boxes, source=bounding_box_format, target="yxyx"
             )
-        scale = tf.cast(size, tf.float32) / tf.constant(
-            [height, width], tf.float32
-        )
         # Padding slots are zeros and stay zeros.
         outputs["detection_boxes"] = boxes * tf.tile(scale, [2])
         if label_offset:
@@ -128,12 +145,16 @@ def make_detection_serving_fn(
             )
         return result
 
-    def serve(images):
+    def serve(images, proposals=None):
         images = check_request_images(images, channels)
+        if proposals is not None:
+            proposals = tf.ensure_shape(
+                proposals, num_proposals_shape, name="proposals"
+            )
         # Convolutions reject an empty batch: answer it with empty outputs.
         outputs = tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: predict(images),
+            lambda: predict(images, proposals),
             lambda: empty(images),
         )
         shapes = {k: [None, *s[1:]] for k, s in specs.items()}
@@ -141,7 +162,38 @@ def make_detection_serving_fn(
             shapes[MASK_OUTPUT] = [None, specs[MASK_OUTPUT][1], None, None]
         return {k: tf.ensure_shape(v, shapes[k]) for k, v in outputs.items()}
 
+    if not with_proposals:
+        return lambda images: serve(images)
+    num_proposals_shape = [None, *_proposals_shape(model)[1:]]
     return serve
+
+
+def _proposals_shape(model: keras.Model) -> tuple:
+    """The static [B, N, 4] of a proposal detector's "proposals" input."""
+    names = [getattr(i, "name", "") for i in model.inputs]
+    shapes = [tuple(i.shape) for i in model.inputs]
+    for name, shape in zip(names, shapes, strict=True):
+        if name.startswith("proposals") and len(shape) == 3:
+            if shape[1] is not None and shape[2] == 4:
+                return shape
+    raise ValueError(
+        "Invalid value for argument `model`. Expected a proposal detector "
+        '(FastRCNN, RCNN) with a "proposals" input [B, N, 4] of a static N. '
+        f"Received: a model with inputs {shapes} named {names}."
+    )
+
+
+def _proposals_to_model(proposals, scale, bounding_box_format: str):
+    """Request-pixel yxyx proposals -> the model's pixels and format, the
+    padding rows (four -1) kept."""
+    proposals = tf.cast(proposals, tf.float32)
+    padding = tf.reduce_all(tf.equal(proposals, -1.0), -1, keepdims=True)
+    boxes = proposals * scale
+    if bounding_box_format != "yxyx":
+        boxes = keras.utils.bounding_boxes.convert_format(
+            boxes, source="yxyx", target=bounding_box_format
+        )
+    return tf.where(padding, -tf.ones_like(boxes), boxes)
 
 
 def export_detector_for_serving(
@@ -201,3 +253,69 @@ def export_detector_for_serving(
         channels=image_shape[-1],
         warmup_images=warmup_images,
     )
+
+
+def export_proposal_detector_for_serving(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    *,
+    version: int = 1,
+    label_offset: int = 0,
+) -> str:
+    """Exports a detector that takes its region proposals as an input
+    (`FastRCNN`, `RCNN`) for TF Serving.
+
+    The serving graph takes the images *and* their proposals: selective
+    search (`keras_segattn.data.selective_search_proposals`) is OpenCV C++
+    on the CPU with a data-dependent number of boxes and no TF kernel, so
+    it cannot be part of a SavedModel; clients compute the proposals
+    (as the papers precompute them) and send them with the images.
+
+    Signature `serving_default`: `images` uint8 [batch, height, width, C]
+    of any size (resized in the graph to the model's input size) and
+    `proposals` float32 [batch, N, 4] (ymin, xmin, ymax, xmax in pixels of
+    the request's images, padding rows four -1; N the model's
+    `num_proposals`) -> the outputs of `export_detector_for_serving`
+    (`detection_boxes` in the request's pixels, `detection_scores`,
+    `detection_classes`, `num_detections`). Traced without XLA.
+
+    Args:
+        model: a `FastRCNN` or `RCNN` (a model with inputs "images" and
+            "proposals" and the detection outputs).
+        export_dir: base directory; writes `export_dir/<version>/`.
+        version: TF Serving version number (int >= 1).
+        label_offset: int >= 0 added to the class ids of real detections.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ValueError: for a bad version or a model without those inputs and
+            outputs.
+    """
+    version = check_version(version)
+    label_offset = check_non_negative_int(label_offset, "label_offset")
+    image_shape, _ = _detector_specs(model)
+    proposals_shape = _proposals_shape(model)
+    serve = make_detection_serving_fn(
+        model,
+        getattr(model, "bounding_box_format", "yxyx"),
+        label_offset,
+        with_proposals=True,
+    )
+    module = tf.Module()
+    module.model_variables = [v.value for v in model.variables]
+    module.serve = tf.function(
+        serve,
+        input_signature=[
+            tf.TensorSpec(
+                [None, None, None, image_shape[-1]], tf.uint8, name="images"
+            ),
+            tf.TensorSpec(
+                [None, *proposals_shape[1:]], tf.float32, name="proposals"
+            ),
+        ],
+    )
+    path = os.path.join(os.fspath(export_dir), str(version))
+    tf.saved_model.save(module, path, signatures={SERVING_KEY: module.serve})
+    return path
