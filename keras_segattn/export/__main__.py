@@ -89,11 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m keras_segattn.export",
         description="Export a .keras model as a TF-Serving SavedModel "
         "(writes OUTPUT_DIR/VERSION/).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", type=Path, help="path of a .keras file")
-    parser.add_argument("--task", choices=TASKS, default="segmentation")
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="segmentation",
+        help="model family, which fixes the serving signatures",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        required=True,
+        help="model folder; the SavedModel goes to OUTPUT_DIR/VERSION/",
+    )
+    parser.add_argument(
+        "--version", type=int, default=1, help="TF Serving version number"
+    )
     parser.add_argument(
         "--label-offset",
         type=int,
@@ -113,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of sample images for TF Serving warmup requests",
     )
-    parser.add_argument("--num-warmup", type=int, default=4)
+    parser.add_argument(
+        "--num-warmup",
+        type=int,
+        default=4,
+        help="warmup requests written from --warmup-images",
+    )
     translation = parser.add_argument_group("translation")
     translation.add_argument(
         "--vocabularies",
@@ -121,9 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON with 'source', 'target' (and optional 'display') "
         "vocabularies, as examples/translate.py writes it",
     )
-    translation.add_argument("--max-output-length", type=int, default=50)
-    translation.add_argument("--beam-width", type=int, default=4)
-    translation.add_argument("--length-penalty", type=float, default=0.6)
+    translation.add_argument(
+        "--max-output-length",
+        type=int,
+        default=50,
+        help="longest translation decoded, in tokens",
+    )
+    translation.add_argument(
+        "--beam-width",
+        type=int,
+        default=4,
+        help="beam width of the beam-search signature",
+    )
+    translation.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.6,
+        help="beam search length-penalty exponent (GNMT's alpha)",
+    )
     translation.add_argument(
         "--warmup-text",
         type=Path,
