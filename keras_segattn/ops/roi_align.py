@@ -90,9 +90,9 @@ def _restore_batch(pooled, rois: _RoIs) -> Tensor:
     """[K, ph, pw, C] -> [B, N, ph, pw, C] for batched boxes."""
     if rois.batch_shape is None:
         return pooled
-    return ops.reshape(
-        pooled, (-1, rois.batch_shape[1], *shape_list(pooled)[1:])
-    )
+    # The batch size itself, not -1: with N = 0 boxes, -1 is ambiguous
+    # and B = 0 came back as B = 1.
+    return ops.reshape(pooled, (*rois.batch_shape, *shape_list(pooled)[1:]))
 
 
 def _neighbourhood_table(features) -> Tensor:

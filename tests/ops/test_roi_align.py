@@ -400,3 +400,10 @@ def test_dropped_boxes_are_zero_even_on_nan_features():
         pooled = np.asarray(fn(features, boxes, 2))
         np.testing.assert_array_equal(pooled[:, :2], 0.0)
         np.testing.assert_array_equal(pooled[:, 2], 1.0)
+
+
+def test_empty_batch_without_boxes_keeps_batch_size_zero():
+    # Regression (issue 21): the [K, ...] -> [B, N, ...] reshape used -1
+    # for B, which is ambiguous with N = 0: B = 0 came back as 1.
+    out = roi_align(np.zeros((0, 3, 3, 1), "f4"), np.zeros((0, 0, 4), "f4"), 2)
+    assert out.shape == (0, 0, 2, 2, 1)
