@@ -243,23 +243,32 @@ def plot_segmentation(
     alpha: float = 0.6,
     ignore_index: int | None = None,
 ) -> Figure:
-    """One row per image: the image, its ground truth, its prediction.
+    """One row per image: the image, its ground truth and/or prediction.
 
     Masks are blended over the image (`overlay_segmentation`) and the
     figure's legend names each class's colour.
 
     Args:
         images: [B, H, W, C] or [B, H, W] images.
-        masks: integer ground-truth labels [B, H, W].
+        masks: integer ground-truth labels [B, H, W], or None.
         class_names: one name per class; their count is `num_classes`.
-        predictions: optional predicted labels [B, H, W] (a third column).
+        predictions: optional predicted labels [B, H, W] (the last column).
         colors: optional [num_classes, 3] RGB palette (0..255).
         alpha: mask opacity in [0, 1].
         ignore_index: optional void label drawn as the bare image.
 
     Returns:
         A `matplotlib.figure.Figure` with B rows of 2 or 3 panels.
+
+    Raises:
+        ValueError: without `masks` and `predictions`, or on bad shapes,
+            labels or class names.
     """
+    if masks is None and predictions is None:
+        raise ValueError(
+            "Invalid value for arguments `masks` and `predictions`. Expected "
+            "at least one of them. Received: both None."
+        )
     names = _check_class_names(class_names)
     if not names:
         raise ValueError(
@@ -269,13 +278,10 @@ def plot_segmentation(
     palette = class_colors(len(names)) if colors is None else colors
     images = _batched_images(images)
     kwargs = dict(colors=palette, alpha=alpha, ignore_index=ignore_index)
-    panels = [
-        ("image", _to_rgb_uint8(images)),
-        (
-            "ground truth",
-            overlay_segmentation(images, masks, len(names), **kwargs),
-        ),
-    ]
+    panels = [("image", _to_rgb_uint8(images))]
+    if masks is not None:
+        overlaid = overlay_segmentation(images, masks, len(names), **kwargs)
+        panels.append(("ground truth", overlaid))
     if predictions is not None:
         overlaid = overlay_segmentation(
             images, predictions, len(names), **kwargs
@@ -329,8 +335,9 @@ def _check_per_box(values, boxes: np.ndarray, name: str):
     return values
 
 
-def _instances(mapping, keys, batch: int, image_size, name: str):
-    """Checked (boxes [B, N, 4], classes [B, N], scores, masks) arrays."""
+def _instances(mapping, keys, batch: int, image_sizes, name: str):
+    """Checked (boxes [B, N, 4], classes [B, N], scores, masks): masks a
+    list of [N, H, W] arrays, one per image of size `image_sizes[i]`."""
     boxes_key, classes_key, scores_key, masks_key = keys
     _check_keys(mapping, (boxes_key, classes_key), name)
     label = f"{name}['{boxes_key}']"
@@ -345,24 +352,32 @@ def _instances(mapping, keys, batch: int, image_size, name: str):
         scores = _check_per_box(
             mapping.get(scores_key), boxes, f"{name}['{scores_key}']"
         )
-    masks = _check_per_box(
-        mapping.get(masks_key), boxes, f"{name}['{masks_key}']"
-    )
-    if masks is not None and masks.shape[2:] != tuple(image_size):
-        raise ValueError(
-            f"Invalid shape for argument `{name}['{masks_key}']`. Expected "
-            f"full-image masks [B, N, H, W] with (H, W) = {tuple(image_size)}."
-            f" Received: shape {masks.shape}."
-        )
+    masks = mapping.get(masks_key)
+    if masks is not None:
+        if len(masks) != batch:
+            raise ValueError(
+                f"Invalid shape for argument `{name}['{masks_key}']`. "
+                f"Expected one entry per image ({batch}). Received: "
+                f"{len(masks)}."
+            )
+        masks = [np.asarray(m) for m in masks]
+        for i, (mask, size) in enumerate(zip(masks, image_sizes, strict=True)):
+            expected = (boxes.shape[1], *size)
+            if mask.shape != expected:
+                raise ValueError(
+                    f"Invalid shape for argument `{name}['{masks_key}']`. "
+                    f"Expected full-image masks [N, H, W] = {list(expected)}"
+                    f" for image {i}. Received: shape {mask.shape}."
+                )
     return boxes, classes.astype("int64"), scores, masks
 
 
-def _ground_truth_items(ground_truth, batch: int, image_size) -> list:
+def _ground_truth_items(ground_truth, batch: int, image_sizes) -> list:
     boxes, classes, _, masks = _instances(
         ground_truth,
         ("boxes", "classes", None, "masks"),
         batch,
-        image_size,
+        image_sizes,
         "ground_truth",
     )
     items = []
@@ -382,7 +397,7 @@ def _ground_truth_items(ground_truth, batch: int, image_size) -> list:
 def _detection_items(
     detections,
     batch: int,
-    image_size,
+    image_sizes,
     score_threshold: float,
     max_detections: int | None,
     mask_threshold: float,
@@ -396,7 +411,7 @@ def _detection_items(
             "detection_masks",
         ),
         batch,
-        image_size,
+        image_sizes,
         "detections",
     )
     counts = detections.get("num_detections")
@@ -522,7 +537,8 @@ def plot_detections(
     """Boxes, instance masks and labels over images, one column per image.
 
     Args:
-        images: [B, H, W, C] or [B, H, W].
+        images: [B, H, W, C] or [B, H, W], or a list of B [H, W, C] images
+            of different sizes (then masks are lists of [N, H, W] too).
         detections: optional dict in the TF Object Detection API layout of
             the package's serving signatures: `detection_boxes` [B, N, 4] in
             image pixels, `detection_classes` [B, N]; optionally
@@ -562,8 +578,11 @@ def plot_detections(
             "Expected at least one of them. Received: both None."
         )
     names = _check_class_names(class_names)
-    images = _batched_images(images)
-    batch, image_size = len(images), images.shape[1:3]
+    if isinstance(images, (list, tuple)):  # images of different sizes
+        images = [_batched_images(image[None])[0] for image in images]
+    else:
+        images = list(_batched_images(images))
+    batch, image_sizes = len(images), [image.shape[:2] for image in images]
     if titles is not None and len(titles) != batch:
         raise ValueError(
             "Invalid length for argument `titles`. Expected one title per "
@@ -571,13 +590,13 @@ def plot_detections(
         )
     sources = []  # (name, colour in the overlay layout, items per image)
     if ground_truth is not None:
-        items = _ground_truth_items(ground_truth, batch, image_size)
+        items = _ground_truth_items(ground_truth, batch, image_sizes)
         sources.append(("ground truth", GROUND_TRUTH_COLOUR, items))
     if detections is not None:
         items = _detection_items(
             detections,
             batch,
-            image_size,
+            image_sizes,
             float(score_threshold),
             max_detections,
             mask_threshold,
@@ -897,12 +916,13 @@ def plot_alignment(
     ylabel: str | None = None,
     title: str | None = None,
     cmap: str = "gray",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> Figure:
     """Alignment matrices: target steps (rows) against source positions.
 
     For Bahdanau attention (Bahdanau et al., 2015, fig. 3) row t holds the
     weights of output word t over the source words; for Graves's window
-    (2013) φ(t, u) over string positions u. Values are shown on [0, 1].
+    (2013) φ(t, u) over string positions u.
 
     Args:
         weights: one matrix [T, S], or a list of them (one panel each).
@@ -911,6 +931,9 @@ def plot_alignment(
         target_tokens: optional T labels of the rows (likewise).
         xlabel, ylabel, title: optional axis labels and panel title.
         cmap: matplotlib colour map.
+        value_range: (low, high) mapped to the ends of `cmap`: (0, 1) for
+            attention weights; None scales each matrix to its own range
+            (an unnormalised window such as Graves's).
 
     Returns:
         A `matplotlib.figure.Figure`, one panel per matrix; each panel's
@@ -948,7 +971,8 @@ def plot_alignment(
     for k, matrix in enumerate(matrices):
         axis = axes[0, k]
         axis.axis("on")
-        axis.imshow(matrix, cmap=cmap, vmin=0.0, vmax=1.0)
+        low, high = (None, None) if value_range is None else value_range
+        axis.imshow(matrix, cmap=cmap, vmin=low, vmax=high)
         for tokens, length, set_ticks, name in (
             (sources[k], matrix.shape[1], axis.set_xticks, "source_tokens"),
             (targets[k], matrix.shape[0], axis.set_yticks, "target_tokens"),

@@ -100,6 +100,15 @@ def test_plot_segmentation_panels_and_legend():
     assert _render(figure).shape[-1] == 4
 
 
+def test_plot_segmentation_of_a_prediction_alone():
+    figure = visualization.plot_segmentation(
+        _images(batch=1), None, ["a", "b"], predictions=_masks(batch=1)
+    )
+    assert [axis.get_title() for axis in figure.axes] == ["image", "prediction"]
+    with pytest.raises(ValueError, match="at least one"):
+        visualization.plot_segmentation(_images(), None, ["a", "b"])
+
+
 def test_plot_segmentation_checks_class_names():
     with pytest.raises(ValueError, match="class_names"):
         visualization.plot_segmentation(_images(), _masks(), [])
@@ -352,9 +361,27 @@ def test_plot_alignment_panels_and_errors():
     )
     assert len(figure.axes) == 2
     assert figure.axes[1].get_xlabel() == "u"
+    window = visualization.plot_alignment(3 * np.eye(2), value_range=None)
+    assert window.axes[0].images[0].get_clim() == (0.0, 3.0)
     with pytest.raises(ValueError, match="Expected 3 tokens"):
         visualization.plot_alignment(np.eye(3), ["a", "b"])
     with pytest.raises(ValueError, match="one list of tokens per matrix"):
         visualization.plot_alignment([np.eye(2)] * 2, [["a", "b"]])
     with pytest.raises(ValueError, match="rank"):
         visualization.plot_alignment(np.ones(3))
+
+
+def test_plot_detections_on_images_of_different_sizes():
+    images = [np.zeros((6, 9, 3), "uint8"), np.zeros((10, 4, 3), "uint8")]
+    masks = [np.ones((1, 6, 9)), np.ones((1, 10, 4))]
+    detections = {
+        "detection_boxes": [[[0, 0, 3, 3]], [[1, 1, 9, 3]]],
+        "detection_classes": [[0], [1]],
+        "detection_masks": masks,
+    }
+    figure = visualization.plot_detections(images, detections, alpha=1.0)
+    assert figure.axes[1].images[0].get_array().shape[:2] == (10, 4)
+    assert len(_box_patches(figure.axes[1])) == 1
+    detections["detection_masks"] = [masks[0], masks[0]]
+    with pytest.raises(ValueError, match="for image 1"):
+        visualization.plot_detections(images, detections)

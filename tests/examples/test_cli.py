@@ -118,3 +118,10 @@ def test_cli_strategies_match_the_package():
     import _cli
 
     assert _cli.STRATEGIES == distribute.STRATEGIES
+
+
+def test_export_cli_documents_every_argument():
+    from keras_segattn.export.__main__ import build_parser
+
+    for action in build_parser()._actions:
+        assert action.help, action.dest
