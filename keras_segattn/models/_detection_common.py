@@ -74,3 +74,24 @@ def split_detection_targets(y, bounding_box_format: str) -> tuple:
     boxes = ops.where(padding[..., None], -1.0, boxes)
     classes = ops.where(padding, -1, classes)
     return boxes, classes
+
+
+def non_finite_target_loss(y) -> object:
+    """0.0, or NaN when a ground-truth box that is not padding has a NaN
+    or infinite coordinate (float32 scalar).
+
+    Box matching compares IoUs, and every comparison with NaN is False: a
+    NaN box would be matched to nothing and training would go on as if it
+    were not there. Added to the losses (`track_detection_losses`), this
+    makes such a batch show a NaN loss instead, which
+    `keras.callbacks.TerminateOnNaN` stops on. Added, not multiplied, so
+    the gradients (and weights) stay finite.
+    """
+    class_key = "classes" if "classes" in y else "labels"
+    boxes = ops.cast(y["boxes"], "float32")
+    padding = ops.logical_or(
+        is_padding_box(boxes), ops.cast(y[class_key], "int32") < 0
+    )
+    finite = ops.all(ops.isfinite(boxes), axis=-1)
+    bad = ops.any(ops.logical_and(ops.logical_not(padding), ~finite))
+    return ops.where(bad, float("nan"), 0.0)

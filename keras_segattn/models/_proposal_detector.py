@@ -176,7 +176,7 @@ class ProposalDetectorBase(keras.Model):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         losses = self.compute_detection_losses(x, y, training=training)
-        return track_detection_losses(self, losses)
+        return track_detection_losses(self, losses, y)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()

@@ -31,6 +31,7 @@ from keras_segattn.losses.detection import mask_rcnn_loss
 from keras_segattn.losses.detection import rpn_loss
 from keras_segattn.losses.distribution import scale_loss_for_distribution
 from keras_segattn.losses.distribution import unscale_loss_for_distribution
+from keras_segattn.models._detection_common import non_finite_target_loss
 from keras_segattn.models._detection_common import split_detection_targets
 
 LOSS_NAMES = (
@@ -324,7 +325,7 @@ class TwoStageDetector(keras.Model):
         losses = self.compute_detection_losses(
             self._images(x), y, training=training, first_stage=first_stage
         )
-        return track_detection_losses(self, losses)
+        return track_detection_losses(self, losses, y)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()
@@ -391,10 +392,15 @@ def box_stage_losses(
     return losses, samples
 
 
-def track_detection_losses(model: keras.Model, losses: dict):
+def track_detection_losses(model: keras.Model, losses: dict, y=None):
     """Updates `model.loss_trackers` (the total first, then
     `model.loss_names`) and returns the total loss to differentiate, plus
-    the model's own `losses` (regularisers)."""
+    the model's own `losses` (regularisers). With the targets `y`, every
+    loss is NaN when a ground-truth box has a NaN or infinite coordinate
+    (`non_finite_target_loss`): such a box is never silently ignored."""
+    if y is not None:
+        fault = non_finite_target_loss(y)
+        losses = {name: loss + fault for name, loss in losses.items()}
     # Under tf.distribute each loss is this replica's share of the
     # global-batch loss (normalised by the global counts): the shares,
     # whose gradients Keras sums, add up to the one-device loss, and
