@@ -14,7 +14,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev,keras-cv,proposals]"
+	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev,keras-cv,proposals,onnx,litert]"
 	# The `serving` extra (tensorflow-serving-api) requires the `tensorflow`
 	# wheel by name, which would pull in a second TensorFlow beside
 	# tensorflow-cpu: install it without dependencies (it needs only

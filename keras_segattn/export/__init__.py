@@ -7,8 +7,11 @@ from keras_segattn.export.classification import make_classifier_serving_fn
 from keras_segattn.export.detection import export_detector_for_serving
 from keras_segattn.export.detection import export_proposal_detector_for_serving
 from keras_segattn.export.detection import make_detection_serving_fn
+from keras_segattn.export.litert import export_litert
 from keras_segattn.export.localization import export_localizer_for_serving
 from keras_segattn.export.localization import make_localization_serving_fn
+from keras_segattn.export.onnx import convert_to_onnx
+from keras_segattn.export.onnx import export_onnx
 from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import decode_image_bytes
