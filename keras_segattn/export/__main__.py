@@ -14,6 +14,9 @@
         --task translation --vocabularies saved_models/nmt_spa_eng/\\
 vocabularies.json --output-dir saved_models/nmt_spa_eng \\
         --warmup-text sentences.txt
+
+    python -m keras_segattn.export model.keras --format onnx --output-dir DIR
+    python -m keras_segattn.export model.keras --format litert --output-dir DIR
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 TASKS = ("segmentation", "classification", "detection", "translation")
+FORMATS = ("saved_model", "onnx", "litert")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -92,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", type=Path, help="path of a .keras file")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="saved_model",
+        help="saved_model: TF Serving SavedModel in OUTPUT_DIR/VERSION/; "
+        "onnx: OUTPUT_DIR/model.onnx (tf2onnx, `onnx` extra); litert: "
+        "OUTPUT_DIR/model.tflite (`litert` extra). onnx and litert convert "
+        "the model's float32 graph (images in 0..255, dynamic batch) and "
+        "ignore the serving flags",
+    )
     parser.add_argument(
         "--task",
         choices=TASKS,
@@ -175,7 +189,16 @@ def main(argv=None) -> int:
     from keras_segattn.export import export_for_serving
 
     model = keras.saving.load_model(args.model)
-    if args.task == "translation":
+    if args.format != "saved_model":
+        from keras_segattn.export import export_litert
+        from keras_segattn.export import export_onnx
+
+        export = export_onnx if args.format == "onnx" else export_litert
+        try:
+            path = export(model, args.output_dir)
+        except (ImportError, ValueError) as error:
+            raise SystemExit(f"--format {args.format}: {error}") from error
+    elif args.task == "translation":
         path = _export_translation(model, args)
     elif args.task in ("classification", "detection"):
         from keras_segattn.export import export_classifier_for_serving
