@@ -33,6 +33,11 @@ from keras_segattn.models.multi_scale import build_multi_scale_segmenter
 from keras_segattn.models.overfeat import OverfeatDetector
 from keras_segattn.models.presets import SEGMENTATION_PRESETS
 from keras_segattn.models.presets import build_segmentation_model
+from keras_segattn.models.pretrained import PRETRAINED_MODELS
+from keras_segattn.models.pretrained import list_pretrained
+from keras_segattn.models.pretrained import load_pretrained
+from keras_segattn.models.pretrained import read_pretrained_metadata
+from keras_segattn.models.pretrained import save_pretrained
 from keras_segattn.models.rcnn import RCNN
 from keras_segattn.models.recurrent_refinement import (
     build_recurrent_refinement_segmenter,
