@@ -1,31 +1,39 @@
-"""Forward+backward time of affine_grid + grid_sample (bilinear, zeros).
+"""Forward and training-path time of affine_grid + grid_sample (bilinear).
 
-For each shape, times one training-like step: sample the images through a
-random affine grid of the same size, reduce with fixed weights and take the
-gradient with respect to the images and theta. Implementations:
+For each shape, samples the images through a random affine grid of the
+same size (zeros padding, `align_corners=False`) and times
+
+- the forward: the sampled images;
+- the training path ("fwd+bwd"): the sampled images and the gradient of
+  `sum(output * weights)` (fixed random weights) with respect to the
+  images and theta, returned together from one function, as a train step
+  needs both.
+
+Implementations:
 
 - `keras_segattn`: `affine_grid` + `grid_sample`, `tf.function` without and
   with XLA (`jit_compile=True`);
 - `map_coordinates`: `keras.ops.image.map_coordinates(order=1,
   fill_mode="constant")` on the same pixel coordinates (one coordinate
   array per input axis, channels included), the Keras alternative;
-- `torch`: `torch.nn.functional.affine_grid` + `grid_sample` on CPU, when
-  `import torch` works in this environment (otherwise the table says so).
+- `torch`: `torch.nn.functional.affine_grid` + `grid_sample` on CPU (NCHW,
+  forward under `no_grad`; training path forward + `backward`), timed on
+  the same arrays by `_torch_roi_worker.py` in a subprocess (TF and torch
+  crash in one process here), when torch is importable by this
+  interpreter (`make bench-torch`; otherwise the table says so).
 
 Prints, per row, the first call (trace + compile + run) and the median of
 `--steps` calls after `--warmup`, and the ratios to keras_segattn's XLA
 time, all measured in the same run.
 
 Usage:
-    python benchmarks/bench_grid_sample.py [--steps 10] [--quick]
+    python benchmarks/bench_grid_sample.py [--steps 10] [--quick] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +41,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _timing import time_call  # noqa: E402
+from _timing import torch_rows  # noqa: E402
+from _timing import write_json  # noqa: E402
 
 from keras_segattn.ops import affine_grid  # noqa: E402
 from keras_segattn.ops import grid_sample  # noqa: E402
@@ -49,38 +60,26 @@ def _inputs(shape, seed=0):
     return images, theta.astype("float32"), weights
 
 
-def _time(fn, args, warmup, steps):
-    start = time.perf_counter()
-    _block(fn(*args))
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        _block(fn(*args))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        _block(fn(*args))
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times) * 1e3
+def _ours(jit_compile, shape, training):
+    size = shape[1:3]
 
+    @tf.function(jit_compile=jit_compile)
+    def forward(images, theta, weights):
+        del weights
+        return grid_sample(images, affine_grid(theta, size))
 
-def _block(outputs):
-    for o in outputs:
-        np.asarray(o)  # waits for the result
-
-
-def _ours(jit_compile, size):
     @tf.function(jit_compile=jit_compile)
     def step(images, theta, weights):
         with tf.GradientTape() as tape:
             tape.watch([images, theta])
             out = grid_sample(images, affine_grid(theta, size))
             loss = tf.reduce_sum(out * weights)
-        return tape.gradient(loss, [images, theta])
+        return out, tape.gradient(loss, [images, theta])
 
-    return step
+    return step if training else forward
 
 
-def _map_coordinates(jit_compile, shape):
+def _map_coordinates(jit_compile, shape, training):
     batch, height, width, channels = shape
 
     @tf.function(jit_compile=jit_compile)
@@ -109,27 +108,41 @@ def _map_coordinates(jit_compile, shape):
                 images, coordinates, order=1, fill_mode="constant"
             )
             loss = tf.reduce_sum(out * weights)
-        return tape.gradient(loss, [images, theta])
+        if not training:
+            return out
+        return out, tape.gradient(loss, [images, theta])
 
     return step
 
 
-def _torch_step(torch, shape):
-    functional = torch.nn.functional
+def _torch(images, theta, weights, repeats):
+    """torch's forward and training-path rows on the same arrays."""
+    arrays = {"images": images, "theta": theta, "weights": weights}
+    return torch_rows("grid_sample", arrays, repeats, ("torch grid_sample",))
 
-    def step(images, theta, weights):
-        images = images.detach().requires_grad_(True)
-        theta = theta.detach().requires_grad_(True)
-        grid = functional.affine_grid(
-            theta.view(-1, 2, 3), list(images.shape), align_corners=False
-        )
-        out = functional.grid_sample(
-            images, grid, "bilinear", "zeros", align_corners=False
-        )
-        (out * weights).sum().backward()
-        return images.grad.numpy(), theta.grad.numpy()
 
-    return step
+def _time_ours(make, jit, shape, inputs, args):
+    row = {}
+    for key, training in (("fwd", False), ("fwd+bwd", True)):
+        first, median = time_call(
+            make(jit, shape, training), inputs, args.steps, args.warmup
+        )
+        row[key], row[f"{key} first s"] = median, first
+    return row
+
+
+def _format_row(shape, row, reference) -> str:
+    cells = []
+    for key, width in (("fwd", 8), ("fwd+bwd", 10)):
+        value = row.get(key)
+        cells.append(f"{value:{width}.1f}" if value else f"{'-':>{width}}")
+        cells.append(f"{value / reference[key]:5.2f}x" if value else "     -")
+    first = row.get("fwd+bwd first s")
+    first = f"{first:9.2f}" if first is not None else f"{'-':>9}"
+    return (
+        f"{str(shape):<20} {row['op']:<18} {row['mode']:<6} "
+        f"{' '.join(cells)} {first}  {row.get('note', '')}"
+    )
 
 
 def main(argv=None) -> int:
@@ -141,70 +154,76 @@ def main(argv=None) -> int:
         action="store_true",
         help="3 steps, 1 warmup, map_coordinates only without XLA",
     )
+    parser.add_argument(
+        "--no-map-coordinates",
+        action="store_true",
+        help="skip the keras map_coordinates rows",
+    )
+    parser.add_argument(
+        "--json", help="also write the rows and settings to this JSON file"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup = 3, 1
-    try:
-        import torch
-
-        torch_note = f"torch {torch.__version__}, CPU"
-    except ImportError:
-        torch = None
-        torch_note = "torch not importable here: its rows are skipped"
-    print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {torch_note}"
-    )
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
     print(f"{os.cpu_count()} CPUs; median of {args.steps} steps")
     header = (
         f"{'shape (B,H,W,C)':<20} {'implementation':<18} {'mode':<6} "
-        f"{'first call s':>12} {'median ms':>10} {'vs ours XLA':>12}"
+        f"{'fwd ms':>8} {'ratio':>6} {'fwd+bwd ms':>10} {'ratio':>6} "
+        f"{'1st f+b s':>9}  note"
     )
     print(header)
     print("-" * len(header))
+    results = []
     for shape in SHAPES:
         images, theta, weights = _inputs(shape)
+        inputs = (images, theta, weights)
         rows = []
         for jit in (False, True):
-            first, median = _time(
-                _ours(jit, shape[1:3]),
-                (images, theta, weights),
-                args.warmup,
-                args.steps,
-            )
+            row = _time_ours(_ours, jit, shape, inputs, args)
             rows.append(
-                ("keras_segattn", "XLA" if jit else "graph", first, median)
+                {
+                    "op": "keras_segattn",
+                    "mode": "xla" if jit else "graph",
+                    **row,
+                }
             )
-        for jit in (False,) if args.quick else (False, True):
-            first, median = _time(
-                _map_coordinates(jit, shape),
-                (images, theta, weights),
-                args.warmup,
-                args.steps,
-            )
-            rows.append(
-                ("map_coordinates", "XLA" if jit else "graph", first, median)
-            )
-        if torch is not None:
-            nchw = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-            w = torch.from_numpy(weights.transpose(0, 3, 1, 2).copy())
-            first, median = _time(
-                _torch_step(torch, shape),
-                (nchw, torch.from_numpy(theta), w),
-                args.warmup,
-                args.steps,
-            )
-            rows.append(("torch", "eager", first, median))
-        reference = rows[1][3]
-        for name, mode, first, median in rows:
+        if not args.no_map_coordinates:
+            for jit in (False,) if args.quick else (False, True):
+                row = _time_ours(_map_coordinates, jit, shape, inputs, args)
+                rows.append(
+                    {
+                        "op": "map_coordinates",
+                        "mode": "xla" if jit else "graph",
+                        **row,
+                    }
+                )
+        for row in _torch(*inputs, args.steps):
+            row["op"] = "torch"
+            rows.append(row)
+        reference = rows[1]
+        for row in rows:
+            print(_format_row(shape, row, reference))
+        torch_row = rows[-1]
+        ratio = {
+            key: reference[key] / torch_row[key]
+            for key in ("fwd", "fwd+bwd")
+            if torch_row.get(key)
+        }
+        if ratio:
             print(
-                f"{str(shape):<20} {name:<18} {mode:<6} {first:>12.2f} "
-                f"{median:>10.1f} {median / reference:>11.2f}x"
+                f"{str(shape):<20} keras_segattn XLA / torch: "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items())
             )
-        if torch is None:
-            print(
-                f"{str(shape):<20} {'torch':<18} {'-':<6} {'n/a':>12} "
-                f"{'n/a':>10} {'n/a':>12}"
-            )
+        results.append(
+            {"shape": list(shape), "rows": rows, "ratio_to_torch": ratio}
+        )
+    print(
+        "targets: fwd+bwd <= 1.0x torch at (64, 60, 60, 1), <= 0.75x at "
+        "(16, 128, 128, 32)"
+    )
+    if args.json:
+        write_json(args.json, {"steps": args.steps, "results": results})
     return 0
 
 
