@@ -7,6 +7,7 @@ fuses ("pool3" and "pool4" in Long et al., 2015) are found by name.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,10 @@ _APPLICATIONS = {
     ),
     "MobileNet": ("tf", ("conv_pw_5_relu", "conv_pw_11_relu")),
     "MobileNetV2": ("tf", ("block_5_add", "block_12_add")),
+    # The lectures' backbone: the last Inception-ResNet-A and -B blocks are
+    # the stride-8 and 16 features (rebuilt with "same" padding, see
+    # `_ALIGNED_APPLICATIONS`).
+    "InceptionResNetV2": ("tf", ("block35_10_ac", "block17_20_ac")),
     "DenseNet121": ("torch", ("pool3_relu", "pool4_relu")),
     "DenseNet169": ("torch", ("pool3_relu", "pool4_relu")),
     "DenseNet201": ("torch", ("pool3_relu", "pool4_relu")),
@@ -46,6 +51,15 @@ _APPLICATIONS = {
         for i in range(8)
     },
 }
+# Applications whose stem and reduction blocks use "valid" convolutions
+# and pools: their maps are smaller than H / stride and offset (at 128 px,
+# 13, 6 and 2 rows at strides 8, 16 and 32, the first one centred on input
+# row 13), which FCN's top-left-aligned crops and the detectors' anchor
+# grids cannot use. They are rebuilt with "same" padding everywhere, TF-Slim's
+# `align_feature_maps=True` (tensorflow/models: research/slim/nets/
+# inception_resnet_v2.py, used by the TF Object Detection API's Faster R-CNN
+# Inception-ResNet-v2), which keeps every weight shape, so any weights load.
+_ALIGNED_APPLICATIONS = ("InceptionResNetV2",)
 DEFAULT_SKIP_LAYER_NAMES = {
     VGG_SMALL: VGG_SMALL_SKIP_LAYER_NAMES,
     **{name: skips for name, (_, skips) in _APPLICATIONS.items()},
@@ -187,6 +201,24 @@ def _apply_preprocessing(images, mode, dtype):
     )(images)
 
 
+def _same_padding_layer(layer):
+    config = layer.get_config()
+    if config.get("padding") == "valid":
+        config["padding"] = "same"
+    return layer.__class__.from_config(config)
+
+
+def _with_same_padding(model: keras.Model) -> keras.Model:
+    """`model` rebuilt with every "valid" convolution and pool "same" (its
+    weights copied), so a stride-s map has ceil(H / s) rows aligned at the
+    top left, as in `"vgg_small"`."""
+    aligned = keras.models.clone_model(
+        model, clone_function=_same_padding_layer
+    )
+    aligned.set_weights(model.get_weights())
+    return aligned
+
+
 def _known_backbone_names() -> list:
     return [VGG_SMALL, *_APPLICATIONS]
 
@@ -195,6 +227,55 @@ def _is_application_name(name: str) -> bool:
     return name[:1].isupper() and callable(
         getattr(keras.applications, name, None)
     )
+
+
+HUB_PYRAMID_LEVELS = ("P2", "P3", "P4", "P5")
+"""The `pyramid_outputs` of a keras-hub backbone used here, finest first."""
+HUB_SKIP_LAYER_NAMES = ("P3", "P4")
+"""FCN's stride-8 and stride-16 skips on a keras-hub backbone."""
+
+
+def is_hub_backbone(backbone) -> bool:
+    """True for a `keras_hub.models.Backbone` (keras-hub is optional and
+    only looked up when the caller has imported it)."""
+    keras_hub = sys.modules.get("keras_hub")
+    return keras_hub is not None and isinstance(
+        backbone, keras_hub.models.Backbone
+    )
+
+
+def _hub_pyramid_model(backbone, image_shape, preprocessing, dtype):
+    """images 0..255 -> P2-P5 of a keras-hub backbone's `pyramid_outputs`,
+    as outputs of `Identity` layers named "P2".."P5"."""
+    pyramid = getattr(backbone, "pyramid_outputs", None)
+    if not isinstance(pyramid, dict) or not all(
+        level in pyramid for level in HUB_PYRAMID_LEVELS
+    ):
+        raise ValueError(
+            "Invalid value for argument `backbone`. Expected a keras-hub "
+            "backbone with `pyramid_outputs` P2-P5 (strides 4 to 32), such "
+            "as `keras_hub.models.ResNetBackbone`. Received: "
+            f"{type(backbone).__name__} {backbone.name!r} with "
+            f"pyramid_outputs={None if pyramid is None else sorted(pyramid)}."
+        )
+    if preprocessing not in (None, "caffe", "tf", "torch"):
+        raise ValueError(
+            "Invalid value for argument `backbone_kwargs['preprocessing']`. "
+            "Expected None, 'caffe', 'tf' or 'torch'. Received: "
+            f"preprocessing={preprocessing!r}."
+        )
+    levels = keras.Model(
+        backbone.inputs,
+        [pyramid[level] for level in HUB_PYRAMID_LEVELS],
+        name=f"{backbone.name}_pyramid",
+    )
+    images = keras.Input(image_shape, name="images")
+    outputs = levels(_apply_preprocessing(images, preprocessing, dtype))
+    outputs = [
+        keras.layers.Identity(name=level, dtype=dtype)(output)
+        for level, output in zip(HUB_PYRAMID_LEVELS, outputs, strict=True)
+    ]
+    return keras.Model(images, outputs, name=backbone.name)
 
 
 def get_backbone(
@@ -221,6 +302,15 @@ def get_backbone(
               takes 0..255 images like every backbone here; applications
               outside the table (and EfficientNets, which normalise
               inside) get the images unchanged;
+            - a `keras_hub.models.Backbone` with `pyramid_outputs` (e.g.
+              `keras_hub.models.ResNetBackbone.from_preset(...)`): the
+              returned model has one output per level P2-P5 (`Identity`
+              layers named "P2".."P5", strides 4 to 32, the stride-32 one
+              last) and the skips "P3" and "P4". The images are
+              preprocessed by `backbone_kwargs["preprocessing"]`:
+              `"torch"` (default: scale to [0, 1], then ImageNet mean and
+              std), `"tf"` ([-1, 1]), `"caffe"` or None (unchanged); match
+              it to the `image_converter` of the preset;
             - a `keras.Model` (used as is: it must take the images it will
               be given and output its stride-32 features).
         image_shape: (H, W, C) of the images; H and W may be None.
@@ -250,7 +340,19 @@ def get_backbone(
     """
     image_shape = check_image_shape(image_shape)
     backbone_kwargs = dict(backbone_kwargs or {})
-    if isinstance(backbone, keras.Model):
+    if is_hub_backbone(backbone):
+        preprocessing = backbone_kwargs.pop("preprocessing", "torch")
+        if weights is not None or backbone_kwargs:
+            raise ValueError(
+                "Invalid value for argument `weights`/`backbone_kwargs`. "
+                "Expected None and at most {'preprocessing': ...} for a "
+                "keras-hub backbone (load its weights with from_preset). "
+                f"Received: weights={weights!r}, "
+                f"backbone_kwargs={backbone_kwargs!r}."
+            )
+        model = _hub_pyramid_model(backbone, image_shape, preprocessing, dtype)
+        default_skips = HUB_SKIP_LAYER_NAMES
+    elif isinstance(backbone, keras.Model):
         if weights is not None or backbone_kwargs:
             raise ValueError(
                 "Invalid value for argument `weights`/`backbone_kwargs`. "
@@ -281,6 +383,8 @@ def get_backbone(
                 input_shape=image_shape,
                 **backbone_kwargs,
             )
+            if backbone in _ALIGNED_APPLICATIONS:
+                model = _with_same_padding(model)
         else:
             raise ValueError(
                 "Invalid value for argument `backbone`. Expected 'vgg_small', "

@@ -17,6 +17,7 @@ import keras
 from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import get_backbone
+from keras_segattn.models.backbones import is_hub_backbone
 
 # The stride-8 pool of "vgg_small": small objects on CPU-sized images.
 DEFAULT_FEATURE_LAYER_NAMES = {
@@ -53,7 +54,8 @@ def build_feature_backbone(
     `keras.applications` name or a `keras.Model`) and cut at
     `feature_layer_name`: by default `"block3_pool"` (stride 8) for
     `"vgg_small"`, the stride-16 layer of `DEFAULT_SKIP_LAYER_NAMES` for a
-    known application (torchvision's C4 features), the model's output
+    known application (torchvision's C4 features), `"P4"` (stride 16) of
+    a keras-hub backbone's `pyramid_outputs`, the model's output
     otherwise.
 
     Raises:
@@ -65,6 +67,8 @@ def build_feature_backbone(
     )
     if feature_layer_name is None and isinstance(backbone, str):
         feature_layer_name = DEFAULT_FEATURE_LAYER_NAMES.get(backbone)
+    elif feature_layer_name is None and is_hub_backbone(backbone):
+        feature_layer_name = "P4"  # stride 16, torchvision's C4
     if feature_layer_name is not None:
         names = [layer.name for layer in model.layers]
         if feature_layer_name not in names:
@@ -106,7 +110,8 @@ def build_pyramid_backbone(
     strides 4 to 32) for `"vgg_small"`, and for a known application its
     stride-8 and stride-16 layers of `DEFAULT_SKIP_LAYER_NAMES` plus its
     stride-32 output (C3-C5). A `keras.Model` with several outputs and no
-    `feature_layer_names` is used as it is.
+    `feature_layer_names` is used as it is; so is a keras-hub backbone,
+    whose `pyramid_outputs` P2-P5 `get_backbone` makes the outputs.
 
     Returns:
         Tuple `(model, levels)`: the multi-output model and the FPN level

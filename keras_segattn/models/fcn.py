@@ -10,6 +10,7 @@ import keras
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
+from keras_segattn.models.backbones import is_hub_backbone
 from keras_segattn.models.blocks import apply_fcn_decoder
 from keras_segattn.models.blocks import check_fcn_variant
 from keras_segattn.models.blocks import check_num_classes
@@ -67,8 +68,10 @@ def FCN(
 
     Args:
         num_classes: int >= 1. Number of classes (void excluded).
-        backbone: `"vgg_small"`, a `keras.applications` model name or a
-            functional `keras.Model`; see `get_backbone`.
+        backbone: `"vgg_small"`, a `keras.applications` model name, a
+            `keras_hub.models.Backbone` with `pyramid_outputs` (P3 and P4
+            are the skips, P5 the features) or a functional `keras.Model`;
+            see `get_backbone`.
         variant: `"32s"`, `"16s"` or `"8s"`.
         image_shape: (H, W, C); H and W may be None.
         skip_layer_names: layer names at stride 8 and 16 (pool3, pool4),
@@ -143,7 +146,12 @@ def FCN(
     features = keras.Model(
         _single(backbone_model.inputs, "input", model_name),
         [backbone_model.get_layer(n).output for n in used_skips]
-        + [_single(backbone_model.outputs, "output", model_name)],
+        + [
+            # A keras-hub backbone gives P2-P5: its stride-32 map is "P5".
+            backbone_model.get_layer("P5").output
+            if is_hub_backbone(backbone)
+            else _single(backbone_model.outputs, "output", model_name)
+        ],
         name="backbone",
     )
 

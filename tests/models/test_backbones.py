@@ -173,3 +173,24 @@ def test_user_model_rejects_weights():
     user = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
     with pytest.raises(ValueError, match=re.escape("Received: weights='x'")):
         get_backbone(user, weights="x")
+
+
+def test_inception_resnet_v2_is_aligned_at_strides_8_16_32():
+    model, skips = get_backbone("InceptionResNetV2", (80, 80, 3))
+    assert skips == ("block35_10_ac", "block17_20_ac")
+    # Rebuilt with "same" padding: ceil(80 / s) rows at every stride.
+    sizes = [model.get_layer(n).output.shape[1] for n in skips]
+    assert sizes + [model.output.shape[1]] == [10, 5, 3]
+    assert not [
+        layer.name
+        for layer in model.layers
+        if getattr(layer, "padding", None) == "valid"
+    ]
+    images = np.random.default_rng(2).uniform(0, 255, (1, 80, 80, 3))
+    expected = keras.applications.inception_resnet_v2.preprocess_input(
+        images.copy()
+    )
+    rescaling = model.get_layer("preprocess_rescaling")
+    np.testing.assert_allclose(
+        np.asarray(rescaling(images.astype("float32"))), expected, atol=1e-5
+    )
