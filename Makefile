@@ -20,6 +20,12 @@ $(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml Makefile | $(PY)
 	# tensorflow-cpu: install it without dependencies (it needs only
 	# protobuf and grpcio, already here).
 	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api>=2.21,<3"
+	# The `keras-hub` extra likewise (through tensorflow-text): keras-hub
+	# without dependencies, then tokenizers, which its import needs (keras,
+	# absl-py, regex, rich and kagglehub are already here; sentencepiece
+	# only serves its tokenizers).
+	$(PY) -m pip install --quiet --no-deps "keras-hub>=0.32,<1"
+	$(PY) -m pip install --quiet "tokenizers>=0.20"
 	touch $@
 
 install: $(VENV)/.installed-$(TF_WHEEL)
