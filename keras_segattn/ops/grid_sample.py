@@ -111,14 +111,25 @@ def _reflect(coord, size, align_corners: bool, dtype: str) -> Tensor:
 
 
 def _source_index(coord, size, padding_mode, align_corners, dtype) -> Tensor:
-    """PyTorch's `grid_sampler_compute_source_index`."""
+    """PyTorch's `grid_sampler_compute_source_index`.
+
+    NaN coordinates (and infinite ones with "reflection", which has no
+    edge to reflect them to) come back as NaN, which the samplers read as
+    outside the image, and they are replaced by 0 in between, so that no
+    NaN reaches the gradient through `floor`, `mod` or `where`.
+    """
+    if padding_mode == "reflection":
+        unusable = ops.logical_not(ops.isfinite(coord))
+    else:
+        unusable = ops.isnan(coord)
+    coord = ops.where(unusable, ops.zeros_like(coord), coord)
     coord = _unnormalize(coord, size, align_corners, dtype)
     if padding_mode == "border":
         coord = _clip(coord, size, dtype)
     elif padding_mode == "reflection":
         coord = _reflect(coord, size, align_corners, dtype)
         coord = _clip(coord, size, dtype)
-    return coord
+    return ops.where(unusable, float("nan"), coord)
 
 
 def _neighbourhood_table(images) -> Tensor:
@@ -156,12 +167,6 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
     dtype = keras.backend.standardize_dtype(ix.dtype)
     x0 = ops.floor(ix)
     y0 = ops.floor(iy)
-    # PyTorch's weights: nw = (x_se - x) (y_se - y), ne = (x - x_sw)
-    # (y_sw - y), sw = (x_ne - x) (y - y_ne), se = (x - x_nw) (y - y_nw).
-    wx1 = ix - x0
-    wx0 = (x0 + 1.0) - ix
-    wy1 = iy - y0
-    wy0 = (y0 + 1.0) - iy
     # A sample touches the image iff its top-left corner is in
     # [-1, W - 1] x [-1, H - 1] (False for NaN coordinates as well).
     valid = ops.logical_and(
@@ -175,6 +180,18 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         ),
     )
     zero = ops.zeros_like(x0)
+    # Invalid samples get coordinate 0 before the weights, so that a NaN
+    # or infinite coordinate cannot reach the gradient (0 * NaN is NaN).
+    ix = ops.where(valid, ix, zero)
+    iy = ops.where(valid, iy, zero)
+    x0 = ops.where(valid, x0, zero)
+    y0 = ops.where(valid, y0, zero)
+    # PyTorch's weights: nw = (x_se - x) (y_se - y), ne = (x - x_sw)
+    # (y_sw - y), sw = (x_ne - x) (y - y_ne), se = (x - x_nw) (y - y_nw).
+    wx1 = ix - x0
+    wx0 = (x0 + 1.0) - ix
+    wy1 = iy - y0
+    wy0 = (y0 + 1.0) - iy
     column = ops.cast(ops.where(valid, x0 + 1.0, zero), "int32")
     row = ops.cast(ops.where(valid, y0 + 1.0, zero), "int32")
     weights = ops.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=-1)
@@ -304,7 +321,7 @@ def grid_sample(
     NaN or infinite pixel propagates to every sample whose 2 x 2 bilinear
     neighbourhood contains it, even with a zero weight (0 * NaN = NaN, as
     in PyTorch), and to "nearest" samples that pick it; other samples
-    stay finite. Gradients with respect to a NaN coordinate are 0.
+    stay finite. Gradients with respect to a non-finite coordinate are 0.
 
     Args:
         images: float tensor [B, H, W, C].

@@ -437,3 +437,21 @@ def test_nan_coordinates_give_zero_in_every_padding_mode(padding_mode):
     grid = np.array([[[[np.nan, 0.0], [0.0, 0.0]]]], "float32")
     out = np.asarray(grid_sample(images, grid, padding_mode=padding_mode))
     np.testing.assert_array_equal(out[0, 0, :, 0], [0.0, 7.0])
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_non_finite_coordinates_get_a_zero_gradient(
+    padding_mode, interpolation
+):
+    # Regression (issue 21): 0 * NaN in the backward pass of the weights
+    # (and of `mod` for "reflection") gave NaN gradients.
+    images = tf.ones((1, 3, 3, 1))
+    grid = tf.constant([[[[np.nan, 0.0], [np.inf, 0.0], [0.3, 0.2]]]])
+    with tf.GradientTape() as tape:
+        tape.watch(grid)
+        out = grid_sample(images, grid, interpolation, padding_mode)
+        total = tf.reduce_sum(out)
+    grad = tape.gradient(total, grid).numpy()
+    np.testing.assert_array_equal(grad[0, 0, :2], 0.0)
+    assert np.isfinite(grad).all()
