@@ -82,6 +82,8 @@ def call_inputs(layer: keras.layers.Layer, features, boxes) -> tuple:
     """
     features, boxes = split_inputs(features, boxes)
     features = single_level(features)
+    # Before the cast to the compute dtype, which would hide integers.
+    validation.check_floating(features.dtype, "features")
     return (
         ops.cast(features, layer.compute_dtype),
         to_xyxy(boxes, layer.bounding_box_format),

@@ -128,6 +128,8 @@ class MultiScaleRoIAlign(keras.layers.Layer):
 
     def call(self, features, boxes=None):
         levels, boxes = _split_levels(features, boxes)
+        for i, level in enumerate(levels):  # before the cast hides ints
+            validation.check_floating(level.dtype, f"features[{i}]")
         return multilevel_roi_align(
             [ops.cast(f, self.compute_dtype) for f in levels],
             _roi_common.to_xyxy(boxes, self.bounding_box_format),
