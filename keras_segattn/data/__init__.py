@@ -98,3 +98,5 @@ from keras_segattn.data.text import TextStandardizer
 from keras_segattn.data.text import build_display_vocabulary
 from keras_segattn.data.text import detokenize
 from keras_segattn.data.text import standardize_python
+from keras_segattn.data.tfds_datasets import load_tfds_coco
+from keras_segattn.data.tfds_datasets import load_tfds_mnist
