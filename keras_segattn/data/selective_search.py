@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_segattn.validation import check_int
 from keras_segattn.validation import check_one_of
 from keras_segattn.validation import check_positive_int
 
@@ -86,10 +87,25 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
+def _seed_c_rand(seed: int) -> None:
+    """Seeds the C library's `rand`, which OpenCV's selective search draws
+    its region ranking from (`std::rand`), so the order is reproducible.
+    Where the C library cannot be loaded (ctypes), the order stays random
+    (the boxes, as a set, do not depend on it)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.srand(ctypes.c_uint(seed))
+    except (OSError, AttributeError):  # e.g. no global symbol table
+        pass
+
+
 def selective_search_proposals(
     image,
     mode: str = "fast",
     max_proposals: int = 2000,
+    seed: int | None = 0,
 ) -> np.ndarray:
     """Selective-search region proposals of one image, best ranked first.
 
@@ -97,8 +113,11 @@ def selective_search_proposals(
     the strategies of OpenCV's `switchToSelectiveSearchFast`,
     `...Quality` or `switchToSingleStrategy`) with one OpenCV thread, and
     keeps the first `max_proposals` boxes in OpenCV's order (the
-    hierarchical grouping's pseudo-random ranking of the paper). Identical
-    boxes are dropped (the strategies find many regions twice).
+    hierarchical grouping's pseudo-random ranking of the paper: each
+    region's level times a random number). Identical boxes are dropped
+    (the strategies find many regions twice). OpenCV draws that random
+    number from C's `rand`, which `seed` seeds (through ctypes) so that
+    the same image gives the same ranked boxes.
 
     Args:
         image: uint8 array [H, W, 3] (RGB) or [H, W, 1] / [H, W] (gray,
@@ -108,6 +127,8 @@ def selective_search_proposals(
             similarity mixes, k in {50, 100}), `"quality"` (its quality
             mode, about 4x slower) or `"single"` (one strategy).
         max_proposals: int >= 1, boxes kept.
+        seed: int >= 0 seeding the ranking, or None to leave C's `rand`
+            as it is (a different order on every call).
 
     Returns:
         float32 array [n, 4], n <= `max_proposals`, of (ymin, xmin, ymax,
@@ -125,6 +146,8 @@ def selective_search_proposals(
     """
     mode = check_one_of(mode, SELECTIVE_SEARCH_MODES, "mode")
     max_proposals = check_positive_int(max_proposals, "max_proposals")
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
     image = _check_image(image)
     cv2 = _cv2()
     cv2.setNumThreads(1)
@@ -135,6 +158,8 @@ def selective_search_proposals(
         "quality": search.switchToSelectiveSearchQuality,
         "single": search.switchToSingleStrategy,
     }[mode]()
+    if seed is not None:
+        _seed_c_rand(seed)
     rects = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)
     # OpenCV rects are (x, y, width, height).
     x, y, width, height = rects.T
@@ -173,13 +198,14 @@ def _digest(image: np.ndarray) -> str:
     return hashlib.sha1(header + image.tobytes()).hexdigest()
 
 
-def _parameters(mode: str, max_proposals: int) -> np.ndarray:
+def _parameters(mode: str, max_proposals: int, seed) -> np.ndarray:
     cv2 = _cv2()
     return np.array(
         [
             f"format={CACHE_FORMAT_VERSION}",
             f"mode={mode}",
             f"max_proposals={max_proposals}",
+            f"seed={seed}",
             f"opencv={cv2.__version__}",
         ]
     )
@@ -222,6 +248,7 @@ def cached_selective_search_proposals(
     keys: Sequence[str] | None = None,
     mode: str = "fast",
     max_proposals: int = 2000,
+    seed: int | None = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Selective-search proposals of a dataset, computed once and cached.
 
@@ -229,7 +256,7 @@ def cached_selective_search_proposals(
     `<data_dir>/proposals_fast_2000.npz`, or in an output folder when the
     data folder is read-only) holding the padded boxes, the per-image
     counts, the images' `keys`, a SHA-1 of each image's pixels and the
-    parameters (`mode`, `max_proposals`, OpenCV's version). It is used
+    parameters (`mode`, `max_proposals`, `seed`, OpenCV's version). It is used
     only when all of them match; a file that cannot be read (corrupt,
     truncated, missing arrays) or that belongs to other images or
     parameters (stale) is recomputed and rewritten with a warning naming
@@ -242,7 +269,7 @@ def cached_selective_search_proposals(
         cache_path: path of the `.npz` file.
         keys: optional strings naming the images (file names); default:
             their row numbers. Part of the cache key with the pixels.
-        mode, max_proposals: as `selective_search_proposals`.
+        mode, max_proposals, seed: as `selective_search_proposals`.
 
     Returns:
         Tuple `(proposals, counts)`: float32 [N, max_proposals, 4]
@@ -272,7 +299,7 @@ def cached_selective_search_proposals(
             f"({len(images)}). Received: {len(keys)} keys."
         )
     digests = np.array([_digest(np.asarray(image)) for image in images])
-    parameters = _parameters(mode, max_proposals)
+    parameters = _parameters(mode, max_proposals, seed)
     if os.path.exists(path):
         cache = _read_cache(path)
         if cache is not None:
@@ -289,7 +316,7 @@ def cached_selective_search_proposals(
             )
     boxes, counts = pad_proposals(
         [
-            selective_search_proposals(image, mode, max_proposals)
+            selective_search_proposals(image, mode, max_proposals, seed)
             for image in images
         ],
         max_proposals,
