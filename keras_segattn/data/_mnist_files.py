@@ -62,7 +62,11 @@ def read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
         ) from error
 
 
-def check_arrays(path, images, labels, image_key, label_key, pixels):
+def check_arrays(
+    path, images, labels, image_key, label_key, pixels, num_classes=10
+):
+    """Raises a ValueError naming the archive unless there is one label in
+    0..num_classes-1 per image of `pixels` finite values."""
     if images.ndim < 2 or images.shape[0] != len(labels):
         raise ValueError(
             f"Corrupt archive {str(path)!r}: `{image_key}` has shape "
@@ -72,4 +76,33 @@ def check_arrays(path, images, labels, image_key, label_key, pixels):
         raise ValueError(
             f"Corrupt archive {str(path)!r}: expected {pixels} pixels per "
             f"image in `{image_key}`. Received shape {images.shape}."
+        )
+    labels = np.asarray(labels)
+    integral = np.issubdtype(labels.dtype, np.integer) or (
+        np.issubdtype(labels.dtype, np.floating)
+        and np.all(np.isfinite(labels))
+        and np.all(labels == np.round(labels))
+    )
+    bad = (
+        np.ones(labels.shape, bool)
+        if not integral
+        else (labels < 0) | (labels >= num_classes)
+    )
+    if labels.size and bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"Corrupt archive {str(path)!r}: `{label_key}` holds "
+            f"{len(rows)} value(s) that are not class ids 0.."
+            f"{num_classes - 1} (first at row {rows[0]}: "
+            f"{labels.reshape(-1)[rows[0]]!r})."
+        )
+    if np.issubdtype(images.dtype, np.floating) and not np.all(
+        np.isfinite(images)
+    ):
+        rows = np.flatnonzero(
+            ~np.isfinite(images).reshape(len(images), -1).all(1)
+        )
+        raise ValueError(
+            f"Corrupt archive {str(path)!r}: `{image_key}` has NaN or "
+            f"infinite pixels in {len(rows)} image(s) (first: row {rows[0]})."
         )

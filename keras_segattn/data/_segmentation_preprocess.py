@@ -49,10 +49,24 @@ def standardize_image_size(
     return int(image_size[0]), int(image_size[1])
 
 
+def label_values_of(
+    label_map: LabelMap | None, void_label: int | None, strict: bool
+) -> set[int] | None:
+    """The raw mask values that are labels, when a dict `label_map` makes
+    every other value an error (no `void_label`, or `strict`); else None."""
+    if isinstance(label_map, Mapping) and (void_label is None or strict):
+        return {int(key) for key in label_map}
+    return None
+
+
 def _label_map_fn(
-    label_map: LabelMap | None, void_label: int | None
+    label_map: LabelMap | None, void_label: int | None, strict: bool = False
 ) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """Returns fn(mask int32 [H, W], name) -> class ids, or None."""
+    """Returns fn(mask int32 [H, W], name) -> class ids, or None.
+
+    With a dict, values that are not keys become `void_label`, or fail the
+    iteration naming the mask file when `void_label` is None or `strict`.
+    """
     if label_map is None:
         return None
     if callable(label_map):
@@ -80,7 +94,8 @@ def _label_map_fn(
             "Invalid value for argument `label_map`. Expected non-negative "
             f"int keys and int values. Received: label_map={label_map!r}"
         )
-    unknown = -1 if void_label is None else int(void_label)
+    to_void = void_label is not None and not strict
+    unknown = int(void_label) if to_void else -1
     # Dense table: index = raw value, the last entry catches every other one.
     table = np.full(int(max(keys)) + 2, unknown, np.int32)
     for key, value in label_map.items():
@@ -91,7 +106,7 @@ def _label_map_fn(
     def apply_dict(mask, name):
         index = tf.where((mask < 0) | (mask >= size - 1), size - 1, mask)
         mapped = tf.gather(table, index)
-        if void_label is not None:
+        if to_void:
             return mapped
         check = tf.debugging.Assert(
             tf.reduce_all(mapped >= 0),
@@ -114,9 +129,10 @@ def make_standardize(
     image_size: tuple[int, int] | None,
     label_map: LabelMap | None,
     void_label: int | None,
+    strict_labels: bool = False,
 ) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
     """fn(image [H, W, C], mask [H, W(, 1)], name) -> (float32, int32)."""
-    map_labels = _label_map_fn(label_map, void_label)
+    map_labels = _label_map_fn(label_map, void_label, strict_labels)
 
     def standardize(image, mask, name):
         image = tf.convert_to_tensor(image)

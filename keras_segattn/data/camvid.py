@@ -82,6 +82,7 @@ def load_camvid(
     cache: bool = False,
     drop_remainder: bool = True,
     verify: bool | Literal["full"] = True,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> tf.data.Dataset:
     """Loads CamVid frames and label maps from a local folder.
 
@@ -89,7 +90,10 @@ def load_camvid(
     `<split>/labels`, restricted to and ordered by `<split>/files.txt` when
     present. Labels keep their values: classes 0..10 and the void label 11
     (`CAMVID_VOID_LABEL`), which also fills pixels that augmentation brings
-    in from outside the frame; any other value becomes 11.
+    in from outside the frame. Any other value means a damaged or
+    differently encoded label file: it fails the iteration with an error
+    naming the file (the load, with `verify="full"`; or the pair is left
+    out, with `on_error="skip"`).
 
     Args:
         data_dir: folder with `train/`, `val/` (and optionally `test/`).
@@ -107,6 +111,8 @@ def load_camvid(
         cache: bool. Cache decoded, resized examples in memory.
         drop_remainder: bool.
         verify: True, False or `"full"`. See `load_segmentation_directory`.
+        on_error: `"raise"` or `"skip"` (leave out faulty pairs with one
+            warning naming them). See `load_segmentation_directory`.
 
     Returns:
         A `tf.data.Dataset` of `(images, masks)`: images float32
@@ -143,11 +149,13 @@ def load_camvid(
         augment=augment,
         seed=seed,
         deterministic=deterministic,
-        # Identity on the valid ids, so any other value becomes void.
+        # Identity on the valid ids; any other value is an error.
         label_map={i: i for i in range(CAMVID_NUM_CLASSES + 1)},
         void_label=CAMVID_VOID_LABEL,
+        strict_labels=True,
         files=files,
         cache=cache,
         drop_remainder=drop_remainder,
         verify=verify,
+        on_error=on_error,
     )

@@ -79,8 +79,22 @@ def _decode(path, channels: int, what: str):
         ) from error
 
 
-def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+def _check_decoded_size(image, path, expected, what: str) -> None:
+    """A decoded image or mask must have the size the annotations give;
+    boxes and masks would otherwise be scaled wrongly, silently."""
+    if expected is not None and tuple(image.shape[:2]) != tuple(expected):
+        raise ValueError(
+            f"The {what} {str(path)!r} decodes to height, width "
+            f"{tuple(int(d) for d in image.shape[:2])} but its annotations "
+            f"give {tuple(int(d) for d in expected)}."
+        )
+
+
+def _read_image(
+    path: Path, image_size: int | None, expected_size=None
+) -> np.ndarray:
     image = _decode(path, 3, "image")
+    _check_decoded_size(image, path, expected_size, "image")
     if image_size is not None:
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
@@ -194,8 +208,9 @@ def list_coco_instances(
     return records, categories
 
 
-def _read_mask(path: str, image_size: int) -> np.ndarray:
+def _read_mask(path: str, image_size: int, expected_size=None) -> np.ndarray:
     mask = _decode(path, 1, "mask")
+    _check_decoded_size(mask, path, expected_size, "mask")
     mask = tf.image.resize(mask, (image_size, image_size), method="nearest")
     return (mask.numpy()[..., 0] > 0).astype(np.uint8)
 
@@ -228,7 +243,8 @@ def load_coco_instance_arrays(
 
     Raises:
         ValueError: for a bad size or count, and (naming the file) for an
-            unreadable annotation file, image or mask.
+            unreadable annotation file, image or mask, or an image or mask
+            whose size is not the annotation's `height` and `width`.
     """
     image_size = check_positive_int(image_size, "image_size")
     max_instances = check_positive_int(max_instances, "max_instances")
@@ -243,8 +259,9 @@ def load_coco_instance_arrays(
         ),
     }
     for n, record in enumerate(records):
+        expected_size = (record["height"], record["width"])
         arrays["images"][n] = _read_image(
-            Path(record["image_path"]), image_size
+            Path(record["image_path"]), image_size, expected_size
         )
         scale = np.array(
             [image_size / record["height"], image_size / record["width"]] * 2,
@@ -258,7 +275,7 @@ def load_coco_instance_arrays(
         if record["mask_paths"] is not None:
             for row, index in enumerate(keep):
                 arrays["masks"][n, row] = _read_mask(
-                    record["mask_paths"][index], image_size
+                    record["mask_paths"][index], image_size, expected_size
                 )
     return arrays, categories
 

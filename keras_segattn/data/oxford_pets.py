@@ -142,6 +142,7 @@ def load_oxford_pets(
     cache: bool = False,
     drop_remainder: bool = True,
     verify: bool | Literal["full"] = True,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> tf.data.Dataset:
     """Loads Oxford-IIIT Pet images and trimaps from a local folder.
 
@@ -168,6 +169,11 @@ def load_oxford_pets(
         cache: bool. Cache decoded, resized examples in memory.
         drop_remainder: bool.
         verify: True, False or `"full"`. See `load_segmentation_directory`.
+        on_error: `"raise"` or `"skip"`: leave out (with one warning naming
+            them) the samples with a truncated, empty or unreadable file, a
+            trimap of another size than its image or with a value other
+            than 1, 2 or 3, or a missing image or trimap. See
+            `load_segmentation_directory`.
 
     Returns:
         A `tf.data.Dataset` of `(images, masks)`: images float32
@@ -175,7 +181,9 @@ def load_oxford_pets(
 
     Raises:
         ValueError: as `list_oxford_pets` and `load_segmentation_directory`
-            (missing files, unreadable files named, bad arguments).
+            (missing files, unreadable files named, bad arguments). A
+            trimap value other than 1, 2 or 3 fails the iteration with an
+            error naming the file (the load, with `verify="full"`).
     """
     names = list_oxford_pets(
         data_dir, split, validation_fraction=validation_fraction
@@ -198,6 +206,7 @@ def load_oxford_pets(
         cache=cache,
         drop_remainder=drop_remainder,
         verify=verify,
+        on_error=on_error,
     )
 
 

@@ -33,6 +33,10 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
+from keras_segattn.data._segmentation_files import check_on_error
+from keras_segattn.data._segmentation_files import verify_pairs
+from keras_segattn.data._segmentation_files import warn_skipped
+from keras_segattn.data.oxford_pets import PETS_LABEL_MAP
 from keras_segattn.data.oxford_pets import list_oxford_pets
 from keras_segattn.data.segmentation import IMAGE_EXTENSIONS
 from keras_segattn.validation import check_positive_int
@@ -417,20 +421,37 @@ def list_pets_localization(
     data_dir: PathLike,
     split: Literal["train", "validation", "all"] = "train",
     validation_fraction: float = 0.2,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> list[tuple[str, str, str, int]]:
-    """`(name, image path, trimap path, class index)` of one split."""
+    """`(name, image path, trimap path, class index)` of one split.
+
+    A name without its trimap or image raises a `ValueError` naming the
+    missing file, or with `on_error="skip"` is left out (one warning names
+    them all and counts them).
+    """
+    check_on_error(on_error)
     data_dir = Path(data_dir)
     names = list_oxford_pets(
         data_dir, split, validation_fraction=validation_fraction
     )
     _, labels = pets_breeds(data_dir)
-    records = []
+    records, problems = [], []
     for name in names:
         trimap = data_dir / "trimaps" / f"{name}.png"
-        if not trimap.is_file():
-            raise ValueError(f"Missing trimap {trimap} for image {name!r}.")
-        records.append(
-            (name, _image_path(data_dir, name), str(trimap), labels[name])
+        try:
+            if not trimap.is_file():
+                raise ValueError(f"Missing trimap {trimap} for image {name!r}.")
+            image = _image_path(data_dir, name)
+        except ValueError as error:
+            if on_error == "raise":
+                raise
+            problems.append(str(error))
+            continue
+        records.append((name, image, str(trimap), labels[name]))
+    warn_skipped(problems, len(names), "pets samples")
+    if not records:
+        raise ValueError(
+            f"No sample of the {split!r} split of {data_dir} left."
         )
     return records
 
@@ -449,6 +470,8 @@ def load_pets_localization(
     min_scale: float = DEFAULT_MIN_SCALE,
     cache: bool = True,
     drop_remainder: bool = True,
+    verify: bool | Literal["full"] = True,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> tf.data.Dataset:
     """Loads pets images, breed ids and trimap boxes from a local folder.
 
@@ -471,6 +494,14 @@ def load_pets_localization(
         min_scale: float in (0, 1]. Smallest crop side (fraction).
         cache: bool. Keep decoded native images and boxes in memory.
         drop_remainder: bool.
+        verify: True, False or `"full"`: check every image and trimap
+            when the dataset is built, as `load_segmentation_directory`
+            does (readable, not truncated, same size; `"full"` decodes
+            them all and checks the trimap values).
+        on_error: `"raise"` or `"skip"`: leave out (one warning names each
+            file and counts them) the samples with a missing, empty,
+            truncated or unreadable image or trimap, a trimap of another
+            size or with values other than 1, 2 and 3.
 
     Returns:
         A `tf.data.Dataset` of `(images, {"classes": ..., "boxes": ...})`:
@@ -480,22 +511,55 @@ def load_pets_localization(
 
     Raises:
         ValueError: as `list_oxford_pets`, or for missing files and bad
-            arguments.
+            arguments; naming the file, for a faulty image or trimap (a
+            trimap value other than 1, 2 or 3 fails the iteration, or with
+            `verify="full"` the load).
     """
     check_rate(validation_fraction, "validation_fraction")
     batch_size = check_positive_int(batch_size, "batch_size")
     size = standardize_size(image_size, "image_size")
-    records = list_pets_localization(data_dir, split, validation_fraction)
+    check_on_error(on_error)
+    if verify not in (True, False, "full"):
+        raise ValueError(
+            "Invalid value for argument `verify`. Expected True, False or "
+            f"'full'. Received: verify={verify!r}"
+        )
+    records = list_pets_localization(
+        data_dir, split, validation_fraction, on_error
+    )
     if training is None:
         training = split == "train"
+    if verify or on_error == "skip":
+        kept, _, _ = verify_pairs(
+            [Path(r[1]) for r in records],
+            [Path(r[2]) for r in records],
+            full=verify == "full",
+            label_values=set(PETS_LABEL_MAP),
+            on_error=on_error,
+        )
+        kept = {str(path) for path in kept}
+        records = [r for r in records if r[1] in kept]
     _, images, trimaps, labels = zip(*records, strict=True)
+    trimap_values = tf.constant(sorted(PETS_LABEL_MAP), tf.uint8)
 
     def read(image_path, trimap_path, label):
         image = tf.io.decode_image(
             tf.io.read_file(image_path), channels=3, expand_animations=False
         )
         trimap = tf.io.decode_png(tf.io.read_file(trimap_path), channels=1)
-        box = box_from_trimap(trimap, include_border)
+        known = tf.reduce_any(tf.equal(trimap[..., None], trimap_values), -1)
+        check = tf.debugging.Assert(
+            tf.reduce_all(known),
+            [
+                "Trimap values must be 1, 2 or 3:",
+                trimap_path,
+                "values:",
+                tf.unique(tf.reshape(trimap, [-1]))[0],
+            ],
+            summarize=20,
+        )
+        with tf.control_dependencies([check]):
+            box = box_from_trimap(trimap, include_border)
         return image, label, box
 
     dataset = tf.data.Dataset.from_tensor_slices(

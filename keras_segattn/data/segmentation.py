@@ -42,9 +42,11 @@ import tensorflow as tf
 from keras_segattn.data._segmentation_augment import make_augmenter
 from keras_segattn.data._segmentation_files import IMAGE_EXTENSIONS
 from keras_segattn.data._segmentation_files import MASK_EXTENSIONS
+from keras_segattn.data._segmentation_files import check_on_error
 from keras_segattn.data._segmentation_files import find_image_mask_pairs
 from keras_segattn.data._segmentation_files import verify_pairs
 from keras_segattn.data._segmentation_preprocess import LabelMap
+from keras_segattn.data._segmentation_preprocess import label_values_of
 from keras_segattn.data._segmentation_preprocess import make_standardize
 from keras_segattn.data._segmentation_preprocess import standardize_image_size
 from keras_segattn.validation import check_optional_int
@@ -87,6 +89,8 @@ class SegmentationPipelineOptions:
         label_map: None, a dict {raw mask value: class id} or a callable
             on int32 masks [H, W]. Checked when a pipeline is built.
         void_label: int or None, the class id of pixels to ignore.
+        strict_labels: bool. With a dict `label_map`, raw values that are
+            not keys are errors even when `void_label` is set.
         cache: bool. Cache the decoded, resized examples in memory.
         drop_remainder: bool. Drop a last, smaller batch.
 
@@ -120,6 +124,7 @@ class SegmentationPipelineOptions:
     deterministic: bool = False
     label_map: LabelMap | None = None
     void_label: int | None = None
+    strict_labels: bool = False
     cache: bool = False
     drop_remainder: bool = True
 
@@ -235,12 +240,14 @@ def load_segmentation_directory(
     deterministic: bool = False,
     label_map: LabelMap | None = None,
     void_label: int | None = None,
+    strict_labels: bool = False,
     image_extensions: Sequence[str] = IMAGE_EXTENSIONS,
     mask_extensions: Sequence[str] = MASK_EXTENSIONS,
     files: Sequence[str] | None = None,
     cache: bool = False,
     drop_remainder: bool = True,
     verify: bool | Literal["full"] = True,
+    on_error: Literal["raise", "skip"] = "raise",
     options: SegmentationPipelineOptions | None = None,
 ) -> tf.data.Dataset:
     """Loads image/mask pairs from two folders as a batched `tf.data` dataset.
@@ -286,13 +293,18 @@ def load_segmentation_directory(
             taking and returning an int32 tensor [H, W], applied to raw mask
             values before resizing (e.g. `{1: 0, 2: 1, 3: 2}` for the
             Oxford-IIIT Pet trimaps). With a dict, values that are not keys
-            become `void_label`, or fail the iteration with an error naming
-            the mask file when `void_label` is None.
+            become `void_label`, or (when `void_label` is None or
+            `strict_labels`) fail the iteration with an error naming the
+            mask file; `verify="full"` and `on_error="skip"` find them when
+            the dataset is built.
         void_label: int or None. The class id (after `label_map`) of pixels
             to ignore in losses and metrics (e.g. 11 for CamVid). The loader
             keeps such pixels; it only uses the value to fill pixels that
             augmentation brings in from outside the image and for dict
             `label_map` misses.
+        strict_labels: bool. With a dict `label_map`, values that are not
+            keys are errors even when `void_label` is set (CamVid: a value
+            above 11 is a damaged label file, not void).
         image_extensions: extensions of image files (case-insensitive).
         mask_extensions: extensions of mask files (case-insensitive).
         files: optional names to load, as stems or file names (e.g. the
@@ -306,7 +318,16 @@ def load_segmentation_directory(
             (`Image.verify`: headers, PNG checksums) and checks image and
             mask sizes agree; `"full"` also decodes every file; False skips
             the checks (a corrupt file then fails the iteration with a
-            TensorFlow error that does not name it).
+            TensorFlow error that does not name it). A JPEG that does not
+            end with its end-of-image marker is decoded too (at 1/8 scale),
+            so a truncated one is found by True as well.
+        on_error: `"raise"` (default) or `"skip"`. With `"skip"`, the
+            pairs that would raise (an unreadable, truncated or empty file,
+            image and mask of different sizes, a mask value that is not a
+            label, an image without a mask or a mask without an image) are
+            left out with one `UserWarning` that names each file and counts
+            them; every file is then decoded when the dataset is built (as
+            `verify="full"`, whatever `verify` says).
         options: optional `SegmentationPipelineOptions` holding
             `image_size` ... `drop_remainder` (the arguments above that
             `prepare_segmentation_dataset` shares); those keyword
@@ -322,7 +343,9 @@ def load_segmentation_directory(
             found; images without masks or masks without images (named);
             names in `files` without an image or a mask; a file PIL cannot
             read, a mask that is not 8-bit greyscale, or an image and mask
-            of different sizes (named); images of different sizes with
+            of different sizes (named), a mask value that is not a label
+            with `verify="full"` (named); no pair left with
+            `on_error="skip"`; images of different sizes with
             `image_size=None` and `batch_size > 1`; `options` together
             with pipeline keyword arguments.
     """
@@ -337,6 +360,7 @@ def load_segmentation_directory(
         deterministic=deterministic,
         label_map=label_map,
         void_label=void_label,
+        strict_labels=strict_labels,
         cache=cache,
         drop_remainder=drop_remainder,
     )
@@ -345,11 +369,20 @@ def load_segmentation_directory(
             "Invalid value for argument `verify`. Expected True, False or "
             f"'full'. Received: verify={verify!r}"
         )
+    check_on_error(on_error)
     image_paths, mask_paths = find_image_mask_pairs(
-        image_dir, mask_dir, image_extensions, mask_extensions, files
+        image_dir, mask_dir, image_extensions, mask_extensions, files, on_error
     )
-    if verify:
-        sizes = verify_pairs(image_paths, mask_paths, full=verify == "full")
+    if verify or on_error == "skip":
+        image_paths, mask_paths, sizes = verify_pairs(
+            image_paths,
+            mask_paths,
+            full=verify == "full",
+            label_values=label_values_of(
+                options.label_map, options.void_label, options.strict_labels
+            ),
+            on_error=on_error,
+        )
         if (
             options.image_size is None
             and options.batch_size > 1
@@ -370,7 +403,10 @@ def load_segmentation_directory(
         )
 
     standardize = make_standardize(
-        options.image_size, options.label_map, options.void_label
+        options.image_size,
+        options.label_map,
+        options.void_label,
+        options.strict_labels,
     )
 
     def read(image_path, mask_path):
@@ -402,6 +438,7 @@ def prepare_segmentation_dataset(
     deterministic: bool = False,
     label_map: LabelMap | None = None,
     void_label: int | None = None,
+    strict_labels: bool = False,
     cache: bool = False,
     drop_remainder: bool = True,
     shuffle_buffer_size: int | None = None,
@@ -427,6 +464,7 @@ def prepare_segmentation_dataset(
         deterministic: bool.
         label_map: None, a dict {raw value: class id} or a callable.
         void_label: int or None.
+        strict_labels: bool.
         cache: bool. Cache the resized examples in memory.
         drop_remainder: bool.
         shuffle_buffer_size: int > 0. Defaults to the dataset's cardinality
@@ -457,6 +495,7 @@ def prepare_segmentation_dataset(
         deterministic=deterministic,
         label_map=label_map,
         void_label=void_label,
+        strict_labels=strict_labels,
         cache=cache,
         drop_remainder=drop_remainder,
     )
@@ -484,7 +523,10 @@ def prepare_segmentation_dataset(
         shuffle_buffer_size, "shuffle_buffer_size"
     )
     standardize = make_standardize(
-        options.image_size, options.label_map, options.void_label
+        options.image_size,
+        options.label_map,
+        options.void_label,
+        options.strict_labels,
     )
     name = tf.constant("(example)")
     return _build_pipeline(
