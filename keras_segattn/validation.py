@@ -216,6 +216,18 @@ def check_void_label(value, name: str = "void_label") -> int | None:
     return value
 
 
+def check_data_dir(data_dir, expected: str):
+    """Returns `data_dir` or raises `ValueError` when it is None: the
+    loaders have no default folder, and `expected` says what the folder
+    holds and where to get it."""
+    if data_dir is None:
+        raise ValueError(
+            f"Invalid value for argument `data_dir`. Expected {expected}. "
+            "Received: data_dir=None."
+        )
+    return data_dir
+
+
 def check_one_of(value, allowed: Sequence, name: str):
     """Returns `value` or raises `ValueError` unless it is in `allowed`."""
     if value not in allowed:

@@ -24,6 +24,7 @@ from keras_segattn.data._mnist_files import read_npz
 from keras_segattn.data._mnist_files import resolve_file
 from keras_segattn.data._mnist_pipeline import to_dataset
 from keras_segattn.data.synthetic_digits import make_synthetic_digits
+from keras_segattn.validation import check_data_dir
 from keras_segattn.validation import check_non_negative_int
 from keras_segattn.validation import check_positive_int
 from keras_segattn.validation import check_split
@@ -40,7 +41,7 @@ CLUTTERED_MNIST_SPLITS = ("train", "validation", "test")
 
 
 def load_cluttered_mnist_arrays(
-    data_dir: PathLike = "../shared/data/cluttered_mnist",
+    data_dir: PathLike | None = None,
     split: str = "train",
     *,
     validation_size: int = 1000,
@@ -58,7 +59,8 @@ def load_cluttered_mnist_arrays(
 
     Args:
         data_dir: folder holding `cluttered_mnist_40x40_trainval.npz` (or
-            the embedded `sample.npz`), or the .npz file itself.
+            the embedded `sample.npz`), or the .npz file itself; required
+            (None raises, saying where to get it).
         split: `"train"`, `"validation"` or `"test"`.
         validation_size: int >= 0, rows of `X_train` held out; must leave
             at least one training row.
@@ -72,6 +74,13 @@ def load_cluttered_mnist_arrays(
             the file), arrays of unexpected shapes, an unknown split or a
             bad `validation_size`.
     """
+    data_dir = check_data_dir(
+        data_dir,
+        f"the folder holding {CLUTTERED_MNIST_FILE} (the spatial "
+        "transformer's mnist_sequence1_sample_5distortions5x5.npz, from "
+        "github.com/daviddao/spatial-transformer-tensorflow: data/) or the "
+        f"embedded sample_data/cluttered_mnist/{CLUTTERED_MNIST_SAMPLE_FILE}",
+    )
     split = check_split(split, CLUTTERED_MNIST_SPLITS)
     validation_size = check_non_negative_int(validation_size, "validation_size")
     path = resolve_file(
@@ -98,7 +107,7 @@ def load_cluttered_mnist_arrays(
 
 
 def load_cluttered_mnist(
-    data_dir: PathLike = "../shared/data/cluttered_mnist",
+    data_dir: PathLike | None = None,
     split: str = "train",
     *,
     batch_size: int = 128,

@@ -200,7 +200,7 @@ def make_digit_scene_arrays(
 
 
 def load_digit_scene_arrays(
-    data_dir="../shared/data/mnist",
+    data_dir=None,
     split: str = "train",
     num_examples: int = 1000,
     *,

@@ -25,6 +25,7 @@ from keras_segattn.data._mnist_files import check_arrays
 from keras_segattn.data._mnist_files import read_npz
 from keras_segattn.data._mnist_files import resolve_file
 from keras_segattn.data._mnist_pipeline import to_dataset
+from keras_segattn.validation import check_data_dir
 from keras_segattn.validation import check_non_negative_int
 from keras_segattn.validation import check_split
 
@@ -37,9 +38,17 @@ MNIST_TEST_POOL_START = 50_000
 
 MNIST_SPLITS = ("train", "validation", "test")
 
+MNIST_SOURCE = (
+    "the folder holding mnist_train.npz (uint8 `x` [60000, 28, 28] and `y` "
+    "[60000], the 60,000 MNIST training digits in their usual order, e.g. "
+    "`np.savez_compressed(path, x=x, y=y)` of the training half of "
+    "keras.datasets.mnist.load_data()); or read MNIST with load_tfds_mnist"
+)
+"""What `data_dir` must hold, in the error for a missing one."""
+
 
 def load_mnist_arrays(
-    data_dir: PathLike = "../shared/data/mnist",
+    data_dir: PathLike | None = None,
     split: str = "train",
     *,
     validation_size: int = 5000,
@@ -54,7 +63,8 @@ def load_mnist_arrays(
     - `"test"`: rows 50,000 .. 59,999.
 
     Args:
-        data_dir: folder holding `mnist_train.npz`, or the file itself.
+        data_dir: folder holding `mnist_train.npz`, or the file itself;
+            required (None raises, saying what it must hold).
         split: `"train"`, `"validation"` or `"test"`.
         validation_size: int in [0, 50000).
 
@@ -66,6 +76,7 @@ def load_mnist_arrays(
             the file), unexpected arrays, an unknown split or a bad
             `validation_size`.
     """
+    data_dir = check_data_dir(data_dir, MNIST_SOURCE)
     split = check_split(split, MNIST_SPLITS)
     validation_size = check_non_negative_int(validation_size, "validation_size")
     if validation_size >= MNIST_TEST_POOL_START:
@@ -95,7 +106,7 @@ def load_mnist_arrays(
 
 
 def load_mnist(
-    data_dir: PathLike = "../shared/data/mnist",
+    data_dir: PathLike | None = None,
     split: str = "train",
     *,
     batch_size: int = 128,
@@ -107,7 +118,8 @@ def load_mnist(
     """MNIST digits as a batched `tf.data.Dataset`.
 
     Args:
-        data_dir: folder holding `mnist_train.npz`, or the file itself.
+        data_dir: folder holding `mnist_train.npz`, or the file itself;
+            required (None raises, saying what it must hold).
         split: `"train"`, `"validation"` or `"test"` (the test pool, rows
             50,000+); see `load_mnist_arrays`.
         batch_size: int > 0.

@@ -173,7 +173,7 @@ def make_mnist_addition_arrays(
 
 
 def load_mnist_addition(
-    data_dir: PathLike = "../shared/data/mnist",
+    data_dir: PathLike | None = None,
     split: str = "train",
     *,
     num_examples: int = 60_000,
