@@ -324,7 +324,10 @@ def _masked_softmax(scores, mask):
         mask = ops.cast(mask, "bool")[:, None, :]  # [B, 1, Tv]
         scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
     # Written out: `ops.softmax` warns when Tv is 1 (a one-word sentence).
-    exp = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+    # `initial` lets keras.ops reduce an empty batch (refused eagerly
+    # without one); it changes no result.
+    maximum = ops.max(scores, axis=-1, keepdims=True, initial=-3.0e38)
+    exp = ops.exp(scores - maximum)
     weights = exp / ops.sum(exp, axis=-1, keepdims=True)
     if mask is None:
         return weights

@@ -152,10 +152,15 @@ def max_pool_with_argmax(
     is_nan = ops.isnan(x)
     lowest = ops.full_like(x, float("-inf"))
     numbers = ops.where(is_nan, lowest, x)
-    is_max = ops.equal(numbers, ops.max(numbers, axis=3, keepdims=True))
+    # `initial` (which changes no result) also lets keras.ops reduce an
+    # empty batch, which it refuses eagerly without one.
+    maximum = ops.max(numbers, axis=3, keepdims=True, initial=float("-inf"))
+    is_max = ops.equal(numbers, maximum)
     is_max = ops.where(ops.any(is_nan, axis=3, keepdims=True), is_nan, is_max)
     positions = ops.reshape(ops.arange(window, dtype="int32"), (window, 1))
-    indices = ops.min(ops.where(is_max, positions, window), axis=3)
+    indices = ops.min(
+        ops.where(is_max, positions, window), axis=3, initial=window
+    )
 
     # Select (not `max`) so the gradient goes to the recorded element only.
     selected = ops.equal(ops.expand_dims(indices, 3), positions)

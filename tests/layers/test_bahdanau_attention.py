@@ -255,3 +255,14 @@ def test_nan_values_and_keys_at_masked_positions_are_ignored():
     )
     np.testing.assert_array_equal(np.asarray(dirty), np.asarray(clean))
     np.testing.assert_array_equal(np.asarray(weights), clean_weights)
+
+
+def test_empty_batch():
+    # Regression (issue 21): keras.ops.max refuses empty tensors eagerly.
+    layer = BahdanauAttention(units=4)
+    context, weights = layer(
+        np.zeros((0, 3), "float32"),
+        np.zeros((0, 4, 5), "float32"),
+        return_attention_scores=True,
+    )
+    assert context.shape == (0, 5) and weights.shape == (0, 4)

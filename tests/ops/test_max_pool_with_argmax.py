@@ -387,3 +387,9 @@ def test_nan_wins_its_window_eagerly_and_under_xla():
         pooled, indices = np.asarray(pooled), np.asarray(indices)
         assert np.isnan(pooled[0, 0, 0, 0]) and indices[0, 0, 0, 0] == 1
         assert pooled[0, 0, 1, 0] == -np.inf and indices[0, 0, 1, 0] == 0
+
+
+def test_empty_batch():
+    # Regression (issue 21): keras.ops.max refuses empty tensors eagerly.
+    pooled, indices = max_pool_with_argmax(np.zeros((0, 4, 4, 2), "f4"), 2)
+    assert pooled.shape == indices.shape == (0, 2, 2, 2)
