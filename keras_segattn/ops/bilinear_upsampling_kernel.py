@@ -30,7 +30,8 @@ def bilinear_upsampling_kernel(
         factor: int > 0. Upsampling factor (the `strides` of the transposed
             convolution).
         channels: int > 0. Number of input (= output) channels.
-        dtype: NumPy-compatible dtype of the returned array.
+        dtype: NumPy floating dtype of the returned array (fractional
+            taps: an integer dtype would truncate them to 0).
 
     Returns:
         NumPy array [k, k, channels, channels] with `k = 2 * factor -
@@ -39,6 +40,7 @@ def bilinear_upsampling_kernel(
     Raises:
         ValueError: if `factor` or `channels` is not a strictly positive
             integer.
+        TypeError: if `dtype` is not a floating dtype.
 
     Example:
 
@@ -52,6 +54,7 @@ def bilinear_upsampling_kernel(
     """
     factor = validation.check_positive_int(factor, "factor")
     channels = validation.check_positive_int(channels, "channels")
+    validation.check_floating(np.dtype(dtype).name, "dtype")
     size = 2 * factor - factor % 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
     taps = 1.0 - np.abs(np.arange(size, dtype="float64") - center) / factor

@@ -71,3 +71,10 @@ def test_error_wording():
     assert str(info.value).startswith(
         "Invalid value for argument `factor`. Expected"
     )
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+def test_non_floating_dtype_is_refused(dtype):
+    # Issue 21: an integer kernel would truncate the fractional taps to 0.
+    with pytest.raises(TypeError, match=f"dtype={dtype}"):
+        bilinear_upsampling_kernel(2, 1, dtype)
