@@ -126,6 +126,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
+from keras_segattn import saving  # noqa: E402
 from keras_segattn.data import CaptionVocabulary  # noqa: E402
 from keras_segattn.data import caption_words  # noqa: E402
 from keras_segattn.data import digit_captions  # noqa: E402
@@ -411,7 +412,7 @@ def main(argv=None) -> int:
                     max_output_length=codec.max_length,
                     warmup_images=splits["test"][0][:3],
                 )
-                model.save(out / "model.keras")
+                saving.save_model_atomic(model, out / "model.keras")
     metrics = {
         "command": "python examples/caption_digits.py "
         + " ".join(sys.argv[1:] if argv is None else argv),

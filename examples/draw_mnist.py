@@ -103,6 +103,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_segattn import saving  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
 from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.models.draw import DRAW  # noqa: E402
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
     minutes = (time.time() - started) / 60
     result = mean_bound(model, test)
     save_canvas_plot(model, test, out / "plots" / "canvas.png")
-    model.save(out / "model.keras")
+    saving.save_model_atomic(model, out / "model.keras")
     metrics = {
         "command": "python examples/draw_mnist.py "
         + " ".join(sys.argv[1:] if argv is None else argv),

@@ -144,6 +144,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn import metrics  # noqa: E402
+from keras_segattn import saving  # noqa: E402
 from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.data.mnist import load_mnist_arrays  # noqa: E402
 from keras_segattn.models.overfeat import OverfeatDetector  # noqa: E402
@@ -634,7 +635,7 @@ def main(argv=None) -> int:
         )
     train_minutes = (time.time() - train_started) / 60
     save_final_weights(model, args)
-    model.save(out / "model.keras")
+    saving.save_model_atomic(model, out / "model.keras")
 
     # Detection on canvases of test-pool digits.
     canvases, gt_boxes, gt_classes = make_canvases(

@@ -143,6 +143,7 @@ import tensorflow as tf  # noqa: E402
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn import export  # noqa: E402
 from keras_segattn import layers  # noqa: E402
+from keras_segattn import saving  # noqa: E402
 from keras_segattn.data import cluttered_mnist  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -391,7 +392,7 @@ def main(argv=None) -> int:
             cnn = build_cnn(width)
         summary["cnn"] = train_model(cnn, "cnn", train, validation, args, out)
         summary["cnn"]["test_error"] = compute_test_error(cnn, test)
-        cnn.save(out / "cnn.keras")
+        saving.save_model_atomic(cnn, out / "cnn.keras")
     if "st_cnn" in args.models:
         with strategy.scope():
             st_cnn, inspection = build_st_cnn(args.transform, width=width)
@@ -400,7 +401,7 @@ def main(argv=None) -> int:
         )
         summary["st_cnn"]["test_error"] = compute_test_error(st_cnn, test)
         summary["st_cnn"]["transform"] = args.transform
-        st_cnn.save(out / "st_cnn.keras")
+        saving.save_model_atomic(st_cnn, out / "st_cnn.keras")
         plot = out / "plots" / "transformed.png"
         save_transform_plot(inspection, test[0], test[1], plot)
         images_uint8 = np.clip(np.rint(test[0][:4]), 0, 255).astype(np.uint8)

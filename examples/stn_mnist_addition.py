@@ -120,6 +120,7 @@ import numpy as np  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn import layers  # noqa: E402
+from keras_segattn import saving  # noqa: E402
 from keras_segattn.data import mnist_addition  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -346,7 +347,7 @@ def main(argv=None) -> int:
     save_final_weights(model, args)
     model.load_weights(best)
     results = model.evaluate(test, return_dict=True, verbose=0)
-    model.save(out / "st_addition.keras")
+    saving.save_model_atomic(model, out / "st_addition.keras")
     images, labels = next(iter(test))
     save_attention_plot(
         inspection,
