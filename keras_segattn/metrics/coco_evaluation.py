@@ -76,6 +76,7 @@ def coco_ground_truth(
     *,
     image_size: Sequence[int] | None = None,
     category_names: Sequence[str] | None = None,
+    iscrowd=None,
 ) -> dict:
     """A COCO instances dict from padded ground truth.
 
@@ -87,16 +88,24 @@ def coco_ground_truth(
         image_size: (height, width) of the images; taken from `masks` when
             given, required otherwise.
         category_names: names of the classes (default "0", "1", ...).
+        iscrowd: optional int [N, M], 1 for crowd regions (the `iscrowd`
+            of `data.load_coco_instances(..., crowd="keep")`). COCOeval
+            counts a crowd region as neither an object to find nor a
+            false positive: detections on it are ignored.
 
     Returns:
         dict with `images` (ids 0..N-1), `annotations` (ids from 1, `bbox`
         [x, y, w, h], `area` the mask's pixel count or the box area,
-        `iscrowd` 0, `segmentation` RLE when `masks` is given) and
+        `iscrowd` (0 unless `iscrowd` says 1), `segmentation` RLE when
+        `masks` is given) and
         `categories` (ids 0..K-1).
     """
     boxes, classes = np.asarray(boxes, np.float32), np.asarray(classes)
     _check_batch("boxes", boxes, 3, None)
     _check_batch("classes", classes, 2, boxes.shape[0])
+    if iscrowd is not None:
+        iscrowd = np.asarray(iscrowd)
+        _check_batch("iscrowd", iscrowd, 2, boxes.shape[0])
     if masks is not None:
         masks = np.asarray(masks)
         _check_batch("masks", masks, 4, boxes.shape[0])
@@ -120,7 +129,7 @@ def coco_ground_truth(
             "image_id": int(n),
             "category_id": int(classes[n, m]),
             "bbox": _xywh(boxes[n, m]),
-            "iscrowd": 0,
+            "iscrowd": 0 if iscrowd is None else int(iscrowd[n, m] > 0),
         }
         if masks is not None:
             annotation["segmentation"] = _encode(masks[n, m])

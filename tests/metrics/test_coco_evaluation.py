@@ -127,3 +127,32 @@ def test_bad_arguments():
         evaluate_coco(
             coco_ground_truth(boxes, classes, masks), [], ["keypoints"]
         )
+
+
+def test_crowd_regions_are_ignored_as_cocoeval_does():
+    # One object (rows 2..12) and one crowd region (rows 20..40); the
+    # highest-scored detection covers a quarter of the crowd region.
+    boxes = np.array([[[2, 2, 12, 12], [20, 20, 40, 40]]], np.float32)
+    classes = np.array([[0, 0]], np.int32)
+    detections = (
+        np.array([[[20, 20, 30, 30], [2, 2, 12, 12]]], np.float32),
+        np.array([[0.95, 0.9]], np.float32),
+        np.array([[0, 0]], np.int32),
+        np.array([2], np.int32),
+    )
+    results = coco_results(*detections)
+    crowd = coco_ground_truth(
+        boxes, classes, image_size=(48, 48), iscrowd=np.array([[0, 1]])
+    )
+    assert [a["iscrowd"] for a in crowd["annotations"]] == [0, 1]
+    metrics = evaluate_coco(crowd, results, iou_types=("bbox",))
+    assert metrics["bbox"]["AP50"] == pytest.approx(1.0)
+    # The same region as an ordinary object: a false positive above the
+    # true detection and an object never found.
+    plain = coco_ground_truth(boxes, classes, image_size=(48, 48))
+    metrics = evaluate_coco(plain, results, iou_types=("bbox",))
+    assert metrics["bbox"]["AP50"] < 0.5
+    with pytest.raises(ValueError, match="iscrowd.shape"):
+        coco_ground_truth(
+            boxes, classes, image_size=(48, 48), iscrowd=np.zeros((2, 2))
+        )
