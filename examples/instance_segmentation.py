@@ -124,6 +124,16 @@ def build_parser() -> ArgumentParser:
         help="add a Feature Pyramid Network (FasterRCNN(fpn=True): P2-P6, "
         "one anchor size per level, MultiScaleRoIAlign)",
     )
+    train.add_argument(
+        "--augment",
+        choices=("auto", "none", "scale-crop", "flip-scale-crop"),
+        default="auto",
+        help="joint image/box/mask augmentation of the training batches "
+        "(data.DetectionAugmenter: random scale jitter and crop, plus a "
+        "horizontal flip); auto: flip-scale-crop for coco, none for "
+        "digits (a mirrored digit is another digit; generated scenes are "
+        "better made in greater number)",
+    )
     add_distribution_arguments(train)
     evaluate = commands.choices["evaluate"]
     evaluate.add_argument(
@@ -147,6 +157,7 @@ import keras  # noqa: E402
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn.data import digit_scenes  # noqa: E402
 from keras_segattn.data import load_coco_instance_arrays  # noqa: E402
+from keras_segattn.data import make_detection_augmenter  # noqa: E402
 from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.metrics import coco_ground_truth  # noqa: E402
@@ -269,6 +280,14 @@ def make_digit_scenes(args, split: str, count: int) -> dict:
     )
 
 
+def augmentation_name(args) -> str:
+    """`--augment` resolved ("auto" depends on the data)."""
+    name = args.augment
+    if name == "auto":
+        name = "flip-scale-crop" if args.dataset == "coco" else "none"
+    return name
+
+
 def train(args) -> int:
     strategy = setup_distribution(args)
     keras.utils.set_random_seed(args.seed)
@@ -282,6 +301,11 @@ def train(args) -> int:
         train_scenes, batch_size, shuffle=True, seed=args.seed
     )
     val_data = digit_scenes.make_digit_scene_dataset(val_scenes, batch_size)
+    augment = make_detection_augmenter(
+        augmentation_name(args), "yxyx", seed=args.seed
+    )
+    if augment is not None:
+        train_data = train_data.map(augment)
     # In-memory scenes: every worker keeps its share of each global batch.
     train_data = distribute.auto_shard(train_data, "data")
     val_data = distribute.auto_shard(val_data, "data")
@@ -323,6 +347,7 @@ def train(args) -> int:
         "train_scenes": len(train_scenes["images"]),
         "val_scenes": len(val_scenes["images"]),
         "epochs": args.epochs,
+        "augment": augmentation_name(args),
         "train_minutes": round((time.time() - started) / 60, 2),
         "parameters": int(model.count_params()),
         "best_val_loss": float(min(history.history["val_loss"])),

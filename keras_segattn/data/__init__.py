@@ -32,7 +32,9 @@ from keras_segattn.data.coco import read_coco_json
 from keras_segattn.data.coco import split_held_out
 from keras_segattn.data.coco_instances import index_coco_instances
 from keras_segattn.data.coco_instances import load_coco_instances
+from keras_segattn.data.detection_augmentation import AUGMENTATIONS
 from keras_segattn.data.detection_augmentation import DetectionAugmenter
+from keras_segattn.data.detection_augmentation import make_detection_augmenter
 from keras_segattn.data.digit_captions import CAPTION_VOCABULARY
 from keras_segattn.data.digit_captions import caption_for
 from keras_segattn.data.digit_captions import make_digit_caption_arrays

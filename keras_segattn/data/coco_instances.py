@@ -18,7 +18,8 @@ that fall on it. Such a region is neither a positive nor a negative, a
 distinction the training losses here do not make, so by default
 (`crowd="drop"`) crowd regions are left out of the targets (Detectron2's
 practice). `crowd="keep"` keeps them as rows with `iscrowd` 1, for an
-evaluation that passes them on to COCOeval as ignore regions.
+evaluation that passes them on to COCOeval as ignore regions
+(`metrics.coco_ground_truth(..., iscrowd=targets["iscrowd"])`).
 """
 
 from __future__ import annotations

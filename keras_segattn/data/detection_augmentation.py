@@ -218,3 +218,33 @@ class DetectionAugmenter:
                 keep, targets["iscrowd"], tf.zeros_like(targets["iscrowd"])
             )
         return tf.ensure_shape(data["images"], images.shape), out
+
+
+AUGMENTATIONS = ("none", "scale-crop", "flip-scale-crop")
+"""Names of `make_detection_augmenter` (the examples' `--augment`)."""
+
+
+def make_detection_augmenter(
+    augmentation: str,
+    bounding_box_format: str = "yxyx",
+    seed: int | None = None,
+) -> DetectionAugmenter | None:
+    """A `DetectionAugmenter` by name, or None for `"none"`.
+
+    `"scale-crop"` is the default scale jitter and crop without the flip
+    (for classes a mirror changes, such as digits); `"flip-scale-crop"`
+    adds the horizontal flip.
+
+    Raises:
+        ValueError: for an unknown name or `bounding_box_format`.
+    """
+    augmentation = validation.check_one_of(
+        augmentation, AUGMENTATIONS, "augmentation"
+    )
+    if augmentation == "none":
+        return None
+    return DetectionAugmenter(
+        bounding_box_format,
+        flip=augmentation == "flip-scale-crop",
+        seed=seed,
+    )

@@ -34,6 +34,31 @@ def test_fpn_flag_selects_the_pyramid_model():
     assert len(model.anchor_sizes) == 5  # P2-P6
 
 
+def test_augment_flag_and_the_training_batches():
+    example = load_example("instance_segmentation")
+    parse = example.build_parser().parse_args
+    resolved = [
+        example.augmentation_name(parse(["train", *flags]))
+        for flags in (
+            ["--smoke"],
+            ["--dataset", "coco"],
+            ["--augment", "scale-crop"],
+        )
+    ]
+    assert resolved == ["none", "flip-scale-crop", "scale-crop"]
+    # The augmenter keeps the scene batches' structure, shapes and dtypes
+    # (what `train` maps over them; the coco smoke run below fits on them).
+    scenes = example.digit_scenes.make_synthetic_digit_scenes(
+        2, image_size=32, max_digits=2, scale_range=(0.8, 1.0)
+    )
+    batches = example.digit_scenes.make_digit_scene_dataset(scenes, 2)
+    augment = example.make_detection_augmenter("flip-scale-crop", seed=0)
+    plain, augmented = next(iter(batches)), next(iter(batches.map(augment)))
+    assert tf.nest.map_structure(
+        lambda x: (x.shape, x.dtype), plain
+    ) == tf.nest.map_structure(lambda x: (x.shape, x.dtype), augmented)
+
+
 @pytest.mark.slow  # an XLA-compiled Mask R-CNN step, export, COCO eval
 def test_smoke_trains_evaluates_and_exports(tmp_path):
     example = load_example("instance_segmentation")

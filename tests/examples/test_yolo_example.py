@@ -60,3 +60,13 @@ def test_evaluate_without_training_says_so(tmp_path):
     example = load_example("yolo_digits")
     with pytest.raises(SystemExit, match="run `train` first"):
         example.main(["evaluate", "--smoke", "--output-dir", str(tmp_path)])
+
+
+def test_augment_flag():
+    example = load_example("yolo_digits")
+    parse = example.build_parser().parse_args
+    assert example.augmentation_name(parse(["train", "--smoke"])) == "none"
+    args = parse(["train", "--augment", "scale-crop"])
+    assert example.augmentation_name(args) == "scale-crop"
+    augment = example.make_detection_augmenter(args.augment, seed=0)
+    assert augment.flip is False and augment.bounding_box_format == "yxyx"
