@@ -127,6 +127,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn import saving  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import CaptionVocabulary  # noqa: E402
 from keras_segattn.data import caption_words  # noqa: E402
 from keras_segattn.data import digit_captions  # noqa: E402
@@ -253,11 +254,8 @@ def save_attention_plot(
     codec: CaptionVocabulary = DIGITS,
     count: int = 3,
 ):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG of the attention α of each greedily decoded word over its image
+    (`visualization.plot_attention_maps`)."""
     count = min(count, len(images))
     decoded = greedy_decode(
         model,
@@ -268,38 +266,15 @@ def save_attention_plot(
     )
     tokens = decoded["tokens"].numpy()
     weights = decoded["attention"].numpy()
-    grid = int(round(np.sqrt(weights.shape[-1])))
-    size = images.shape[1]
-    columns = codec.max_length + 1
-    shown = images[..., 0] if images.shape[-1] == 1 else images
-    figure, axes = plt.subplots(
-        count, columns, figsize=(1.6 * columns, 1.8 * count), squeeze=False
-    )
+    words = []
     for row in range(count):
-        length = int(np.sum(tokens[row] > 0)) + 1
-        words = [codec.vocabulary[t] for t in tokens[row][: length - 1]]
-        words.append("<end>")
-        axes[row, 0].imshow(shown[row], cmap="gray")
-        axes[row, 0].set_title("input", fontsize=8)
-        for step in range(columns - 1):
-            axis = axes[row, step + 1]
-            if step < length:
-                alpha = weights[row, step].reshape(grid, grid)
-                # Nearest-neighbour upsampling of α onto the canvas.
-                upsampled = np.kron(alpha, np.ones((size // grid + 1,) * 2))
-                axis.imshow(shown[row], cmap="gray")
-                axis.imshow(
-                    upsampled[:size, :size],
-                    cmap="jet",
-                    alpha=0.5,
-                    extent=(0, size, size, 0),
-                )
-                axis.set_title(words[step], fontsize=8)
-        for axis in axes[row]:
-            axis.axis("off")
-    figure.tight_layout()
+        length = int(np.sum(tokens[row] > 0))
+        emitted = [codec.vocabulary[t] for t in tokens[row][:length]]
+        words.append([*emitted, "<end>"][: weights.shape[1]])
+    figure = visualization.plot_attention_maps(
+        images[:count], weights, words=words
+    )
     figure.savefig(path, dpi=80)
-    plt.close(figure)
 
 
 def train_mode(mode, splits, codec, args, out: Path, strategy) -> tuple:

@@ -104,6 +104,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_segattn import saving  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import mnist  # noqa: E402
 from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.models.draw import DRAW  # noqa: E402
@@ -152,29 +153,19 @@ def mean_bound(model, images, batch_size=500) -> dict:
 
 
 def save_canvas_plot(model, test_images, path: Path, count=6):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG of the canvas after each glimpse (`visualization
+    .plot_canvas_sequence`): prior samples, then reconstructions."""
     samples = np.asarray(model.generate(count, seed=1))
     outputs = model(test_images[:count])
     reconstructions = 1.0 / (1.0 + np.exp(-np.asarray(outputs["canvases"])))
-    steps = samples.shape[1]
-    figure, axes = plt.subplots(
-        2 * count, steps, figsize=(steps * 0.8, 2 * count * 0.8)
-    )
-    for row, sequence in enumerate(np.concatenate([samples, reconstructions])):
-        for t in range(steps):
-            axes[row, t].imshow(sequence[t], cmap="gray", vmin=0, vmax=1)
-            axes[row, t].axis("off")
-    figure.suptitle(
-        "canvas after each glimpse: prior samples, then "
+    figure = visualization.plot_canvas_sequence(
+        np.concatenate([samples, reconstructions]),
+        row_labels=["sample"] * len(samples)
+        + ["reconstruction"] * len(reconstructions),
+        title="canvas after each glimpse: prior samples, then "
         "reconstructions of test digits",
-        fontsize=8,
     )
     figure.savefig(path, dpi=80)
-    plt.close(figure)
 
 
 def main(argv=None) -> int:

@@ -75,6 +75,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.layers import GravesWindowAttention  # noqa: E402
 from keras_segattn.layers._recurrent import scan as _scan  # noqa: E402
 
@@ -229,18 +230,14 @@ def main(argv=None) -> int:
         "character_accuracy": float(np.mean(predicted == test_strings)),
         "exact_match": float(np.mean(np.all(predicted == test_strings, -1))),
     }
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4, 4))
-    axis.imshow(phi[0], cmap="gray")
-    axis.set_xlabel("string position u")
-    axis.set_ylabel("output step t")
-    axis.set_title("window φ(t, u)")
+    figure = visualization.plot_alignment(
+        phi[0],
+        xlabel="string position u",
+        ylabel="output step t",
+        title="window φ(t, u)",
+        value_range=None,  # φ is not normalised
+    )
     figure.savefig(out / "phi.png", dpi=100)
-    plt.close(figure)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return 0

@@ -138,6 +138,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import pets_localization as pl  # noqa: E402
 from keras_segattn.export.localization import export_localizer_for_serving  # noqa: E402
 from keras_segattn.models.localization import box_iou  # noqa: E402
@@ -305,40 +306,25 @@ def iou(a, b) -> np.ndarray:
 
 def save_box_plot(images, true, pred, labels, names, path: Path, count=8):
     """PNG of validation images with true (green) and predicted (red)
-    boxes, titled true / predicted breed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.patches as patches
-    import matplotlib.pyplot as plt
-
+    boxes and classes (`visualization.plot_detections`), titled with the
+    IoU."""
     count = min(count, len(images))
-    cols = 4
-    rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows))
-    axes = np.atleast_1d(axes).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for i in range(count):
-        ax = axes[i]
-        ax.imshow(images[i])
-        for box, colour in ((true[i], "lime"), (pred["boxes"][i], "red")):
-            y0, x0, y1, x1 = box
-            ax.add_patch(
-                patches.Rectangle(
-                    (x0, y0), x1 - x0, y1 - y0, fill=False, lw=2, ec=colour
-                )
-            )
-        ax.set_title(
-            f"{names[labels[i]]} / {names[pred['classes'][i]]}\n"
-            f"IoU {pred['iou'][i]:.2f}",
-            fontsize=8,
-        )
-    fig.suptitle("true (green) vs predicted (red); title: true / predicted")
-    fig.tight_layout()
+    figure = visualization.plot_detections(
+        images[:count],
+        {
+            "detection_boxes": pred["boxes"][:count, None],
+            "detection_classes": pred["classes"][:count, None],
+        },
+        ground_truth={
+            "boxes": true[:count, None],
+            "classes": labels[:count, None],
+        },
+        class_names=names,
+        layout="overlay",
+        titles=[f"IoU {iou:.2f}" for iou in pred["iou"][:count]],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    figure.savefig(path, dpi=80)
 
 
 def evaluate(args) -> int:

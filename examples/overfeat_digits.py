@@ -145,6 +145,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import saving  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import synthetic_digits  # noqa: E402
 from keras_segattn.data.mnist import load_mnist_arrays  # noqa: E402
 from keras_segattn.models.overfeat import OverfeatDetector  # noqa: E402
@@ -506,58 +507,19 @@ def save_score_maps(detector, canvas, path: Path) -> None:
 
 
 def save_detections(canvases, detections, gt_boxes, gt_classes, path, n=6):
-    """PNG: canvases with ground truth (green) and merged boxes (red, with
-    class and merged score)."""
-    plt = _plt()
-    from matplotlib.patches import Rectangle
-
+    """PNG: canvases with ground truth (green) and the first 8 merged boxes
+    (red, with class and merged score), by `visualization.plot_detections`."""
     n = min(n, len(canvases))
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
-    for i in range(n):
-        ax = axes[0, i]
-        ax.imshow(canvases[i, ..., 0], cmap="gray", vmin=0, vmax=255)
-        for box, label in zip(gt_boxes[i], gt_classes[i], strict=True):
-            if label < 0:
-                continue
-            y1, x1, y2, x2 = box
-            ax.add_patch(
-                Rectangle(
-                    (x1, y1),
-                    x2 - x1,
-                    y2 - y1,
-                    fill=False,
-                    edgecolor="lime",
-                    linewidth=1,
-                )
-            )
-        for d in range(int(detections["num_detections"][i])):
-            y1, x1, y2, x2 = detections["detection_boxes"][i, d]
-            score = detections["detection_scores"][i, d]
-            if d >= 8:
-                break
-            ax.add_patch(
-                Rectangle(
-                    (x1, y1),
-                    x2 - x1,
-                    y2 - y1,
-                    fill=False,
-                    edgecolor="red",
-                    linewidth=1,
-                )
-            )
-            ax.text(
-                x1,
-                y1 - 1,
-                f"{detections['detection_classes'][i, d]}:{score:.1f}",
-                color="red",
-                fontsize=6,
-            )
-        ax.axis("off")
-    fig.suptitle("ground truth (green), merged detections (red)", fontsize=8)
-    fig.tight_layout()
+    figure = visualization.plot_detections(
+        canvases[:n],
+        {key: np.asarray(value)[:n] for key, value in detections.items()},
+        ground_truth={"boxes": gt_boxes[:n], "classes": gt_classes[:n]},
+        score_threshold=0.0,
+        max_detections=8,
+        layout="overlay",
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    figure.savefig(path, dpi=80)
 
 
 # --------------------------------------------------------------------------

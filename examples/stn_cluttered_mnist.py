@@ -144,6 +144,7 @@ from keras_segattn import distribute  # noqa: E402
 from keras_segattn import export  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn import saving  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import cluttered_mnist  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -331,31 +332,26 @@ def compute_test_error(model, test) -> float:
 
 
 def save_transform_plot(inspection, images, labels, path: Path, n=10):
-    """PNG: inputs (top row) above what the spatial transformer makes of
-    them (bottom row), with true and predicted classes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG (`visualization.plot_sampling_grids`): inputs (top row, with the
+    sampled region outlined when the transform is affine or attention)
+    above what the spatial transformer makes of them, titled with the true
+    and predicted classes."""
+    n = min(n, len(images))
     out = inspection.predict(images[:n], verbose=0)
     predicted = np.argmax(out["probabilities"], -1)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
-    for i in range(min(n, len(images))):
-        axes[0, i].imshow(images[i, ..., 0], cmap="gray", vmin=0, vmax=255)
-        axes[0, i].set_title(f"label {labels[i]}", fontsize=8)
-        axes[1, i].imshow(
-            out["transformed_images"][i, ..., 0], cmap="gray", vmin=0, vmax=255
-        )
-        axes[1, i].set_title(f"pred {predicted[i]}", fontsize=8)
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes[0, 0].text(-8, 20, "input", rotation=90, va="center", fontsize=8)
-    axes[1, 0].text(-6, 12, "transformed", rotation=90, va="center", fontsize=8)
-    fig.tight_layout()
+    theta = np.asarray(out["theta"])
+    if theta.shape[-1] == 3:  # attention: (scale, tx, ty)
+        scale, tx, ty = theta.T
+        zeros = np.zeros_like(scale)
+        theta = np.stack([scale, zeros, tx, zeros, scale, ty], -1)
+    figure = visualization.plot_sampling_grids(
+        images[:n],
+        theta if theta.shape[-1] == 6 else None,
+        transformed=out["transformed_images"],
+        titles=[f"label {labels[i]}, pred {predicted[i]}" for i in range(n)],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    figure.savefig(path, dpi=80)
 
 
 def main(argv=None) -> int:

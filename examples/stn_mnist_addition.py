@@ -121,6 +121,7 @@ import numpy as np  # noqa: E402
 from keras_segattn import distribute  # noqa: E402
 from keras_segattn import layers  # noqa: E402
 from keras_segattn import saving  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import mnist_addition  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -250,52 +251,21 @@ def _datasets(args):
     )
 
 
-def _crop_outline(theta, canvas_size: int) -> np.ndarray:
-    """Canvas-pixel outline [5, 2] of the region an affine theta samples
-    (the output's corners mapped through theta, align_corners=False)."""
-    corners = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]])
-    points = corners @ np.asarray(theta).reshape(2, 3).T  # normalised x, y
-    points = ((points + 1) * canvas_size - 1) / 2  # pixel centres
-    return np.concatenate([points, points[:1]])
-
-
 def save_attention_plot(inspection, images, labels, path: Path, n=6):
-    """PNG: each canvas with the two sampled regions outlined, next to the
-    two transformer outputs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG (`visualization.plot_sampling_grids`): each canvas with the two
+    sampled regions outlined, above the two transformer outputs."""
+    n = min(n, len(images))
     out = inspection.predict(images[:n], verbose=0)
     predicted = np.argmax(out["probabilities"], -1)
-    size = images.shape[1]
-    fig, axes = plt.subplots(3, n, figsize=(2 * n, 6.2), squeeze=False)
-    for i in range(min(n, len(images))):
-        axes[0, i].imshow(images[i, ..., 0], cmap="gray", vmin=0, vmax=255)
-        for k, colour in enumerate(COLOURS):
-            outline = _crop_outline(out[f"theta_{k}"][i], size)
-            axes[0, i].plot(outline[:, 0], outline[:, 1], color=colour, lw=1.5)
-            axes[k + 1, i].imshow(
-                out[f"transformed_{k}"][i, ..., 0],
-                cmap="gray",
-                vmin=0,
-                vmax=255,
-            )
-            axes[k + 1, i].set_title(
-                f"transformer {k}", color=colour, fontsize=8
-            )
-        axes[0, i].set_xlim(-0.5, size - 0.5)
-        axes[0, i].set_ylim(size - 0.5, -0.5)
-        axes[0, i].set_title(
-            f"sum {labels[i]}, predicted {predicted[i]}", fontsize=8
-        )
-    for ax in axes.ravel():
-        ax.axis("off")
-    fig.tight_layout()
+    figure = visualization.plot_sampling_grids(
+        images[:n],
+        np.stack([out[f"theta_{k}"] for k in range(len(COLOURS))], 1),
+        transformed=[out[f"transformed_{k}"] for k in range(len(COLOURS))],
+        titles=[f"sum {labels[i]}, predicted {predicted[i]}" for i in range(n)],
+        colors=COLOURS,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    figure.savefig(path, dpi=80)
 
 
 def main(argv=None) -> int:

@@ -227,6 +227,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn import distribute  # noqa: E402
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import spa_eng  # noqa: E402
 from keras_segattn.data import text as text_lib  # noqa: E402
 from keras_segattn.export import translation as translation_export  # noqa: E402,E501
@@ -260,9 +261,11 @@ def split_pairs(pairs, validation_size, seed=0):
 
 
 def translate_pairs(module, pairs, beam: bool, batch_size: int = 128):
-    """Hypotheses and attention for the source side of `pairs`."""
+    """Hypotheses and attention for the source side of `pairs`, with a
+    progress bar."""
     function = module.translate_beam if beam else module.translate
     hypotheses, attention = [], []
+    progress = keras.utils.Progbar(len(pairs), unit_name="sentence")
     for start in range(0, len(pairs), batch_size):
         sources = [source for source, _ in pairs[start : start + batch_size]]
         outputs = function(tf.constant(sources))
@@ -270,6 +273,7 @@ def translate_pairs(module, pairs, beam: bool, batch_size: int = 128):
             t.decode("utf-8") for t in outputs["translation"].numpy()
         ]
         attention += list(outputs["attention"].numpy())
+        progress.add(len(sources))
     return hypotheses, attention
 
 
@@ -298,17 +302,14 @@ def bleu_by_length(pairs, hypotheses) -> dict:
 
 
 def save_attention_plots(module, pairs, path: Path, count: int = 4):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG of the alignment matrices (`visualization.plot_alignment`) of
+    the first `count` pairs: output words (and the end token) against the
+    source words."""
     pairs = pairs[:count]
     outputs = module.translate(tf.constant([s for s, _ in pairs]))
     vocabulary = module.display_words.numpy()
-    figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 5))
-    for axis, (source, _), tokens, weights in zip(
-        np.atleast_1d(axes),
+    matrices, sources, targets = [], [], []
+    for (source, _), tokens, weights in zip(
         pairs,
         outputs["tokens"].numpy(),
         outputs["attention"].numpy(),
@@ -317,14 +318,13 @@ def save_attention_plots(module, pairs, path: Path, count: int = 4):
         source_words = text_lib.standardize_python(source).split()
         length = int(np.sum(tokens > 0)) + 1  # words and the end token
         words = [w.decode() for w in vocabulary[tokens[: length - 1]]]
-        words.append("<end>")
         matrix = weights[:length, : len(source_words)]
-        axis.imshow(matrix, cmap="gray", vmin=0.0, vmax=1.0)
-        axis.set_xticks(range(len(source_words)), source_words, rotation=90)
-        axis.set_yticks(range(len(words)), words)
-    figure.tight_layout()
+        matrices.append(matrix)
+        # A translation cut at the maximum length has no end token.
+        sources.append(source_words[: matrix.shape[1]])
+        targets.append([*words, "<end>"][: matrix.shape[0]])
+    figure = visualization.plot_alignment(matrices, sources, targets)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 # === Commands ===
