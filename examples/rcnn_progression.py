@@ -106,13 +106,17 @@ def build_parser() -> ArgumentParser:
         default=list(MODELS),
         help="detectors to train and measure",
     )
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--num-train", type=int, default=600)
-    parser.add_argument("--num-test", type=int, default=200)
+    parser.add_argument(
+        "--image-size", type=int, default=128, help="side of the scenes"
+    )
+    parser.add_argument(
+        "--num-train", type=int, default=600, help="training scenes"
+    )
+    parser.add_argument("--num-test", type=int, default=200, help="test scenes")
     parser.add_argument(
         "--epochs", type=int, default=None, help="default: 5 (--smoke: 1)"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size")
     parser.add_argument(
         "--learning-rate",
         type=float,
@@ -138,7 +142,9 @@ def build_parser() -> ArgumentParser:
         default=20,
         help="timed batch-1 calls per model and graph (median reported)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and weights"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
