@@ -6,12 +6,19 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_segattn.layers import CropToMatch
 from keras_segattn.layers import MaxPoolingWithArgmax2D
 from keras_segattn.layers import MaxUnpooling2D
+from keras_segattn.models.backbones import HUB_PYRAMID_LEVELS
 from keras_segattn.models.backbones import _standardize_per_stage
 from keras_segattn.models.backbones import check_image_shape
+from keras_segattn.models.backbones import get_backbone
+from keras_segattn.models.backbones import is_hub_backbone
 from keras_segattn.models.blocks import apply_conv_block
+from keras_segattn.models.blocks import apply_upsample_block
 from keras_segattn.models.blocks import check_num_classes
+
+_HUB_OUTPUT_STRIDE = 32
 
 
 def DeconvNet(
@@ -21,6 +28,7 @@ def DeconvNet(
     convs_per_stage: int | Sequence[int] = 2,
     dtype=None,
     name: str | None = None,
+    backbone=None,
 ) -> keras.Model:
     """Builds an encoder-decoder that unpools with the encoder's switches.
 
@@ -60,6 +68,18 @@ def DeconvNet(
         dtype: dtype or dtype policy of every layer (the probabilities are
             always float32).
         name: model name; defaults to `"deconvnet"`.
+        backbone: None (the encoder above) or a `keras_hub.models.Backbone`
+            with `pyramid_outputs` P2-P5 (e.g. `ResNetBackbone.from_preset`
+            for ImageNet weights). A keras-hub encoder records no pooling
+            switches, so its decoder upsamples with learned transposed
+            convolutions (bilinear initialised) instead of unpooling:
+            `decoder_block5` refines P5, `decoder_block{4,3,2}` each
+            upsample 2x, crop to P4, P3, P2 and concatenate it, then apply
+            `convs_per_stage` Conv-BN-ReLU units of width `filters[k - 2]`
+            at level k (so `filters` needs 4 entries, for P2-P5);
+            `decoder_output` upsamples 4x to the image. Static sizes that
+            are not multiples of 32 are zero-padded and cropped back
+            (dynamic ones must be multiples of 32).
 
     Returns:
         A functional `keras.Model` taking `"images"` float [B, H, W, C] in
@@ -84,6 +104,16 @@ def DeconvNet(
     """
     num_classes = check_num_classes(num_classes)
     image_shape = check_image_shape(image_shape)
+    if backbone is not None:
+        return _hub_deconvnet(
+            num_classes,
+            backbone,
+            image_shape,
+            filters,
+            convs_per_stage,
+            dtype,
+            name or "deconvnet",
+        )
     if not isinstance(filters, (tuple, list)) or not filters:
         raise ValueError(
             "Invalid value for argument `filters`. Expected a non-empty "
@@ -134,6 +164,69 @@ def DeconvNet(
     )(x)
     probs = keras.layers.Softmax(dtype="float32", name="mask_probs")(logits)
     return keras.Model(images, probs, name=name or "deconvnet")
+
+
+def _hub_deconvnet(
+    num_classes, backbone, image_shape, filters, convs_per_stage, dtype, name
+) -> keras.Model:
+    """`DeconvNet` on a keras-hub backbone (see its `backbone` argument)."""
+    if not is_hub_backbone(backbone):
+        raise TypeError(
+            "Invalid type for argument `backbone`. Expected None (the "
+            "encoder with pooling switches) or a keras_hub.models.Backbone "
+            "with `pyramid_outputs`. Received: "
+            f"type(backbone)={type(backbone).__name__}."
+        )
+    levels = len(HUB_PYRAMID_LEVELS)
+    if not isinstance(filters, (tuple, list)) or len(filters) != levels:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected 4 ints > 0, the "
+            "decoder widths at P2-P5 of a keras-hub backbone. Received: "
+            f"filters={filters!r}."
+        )
+    filters = _standardize_per_stage(tuple(filters), levels, "filters")
+    convs = _standardize_per_stage(convs_per_stage, levels, "convs_per_stage")
+    padding = tuple(
+        0 if size is None else -size % _HUB_OUTPUT_STRIDE
+        for size in image_shape[:2]
+    )
+    padded_shape = tuple(
+        None if size is None else size + pad
+        for size, pad in zip(image_shape[:2], padding, strict=True)
+    ) + (image_shape[2],)
+    encoder, _ = get_backbone(backbone, padded_shape, dtype=dtype)
+    images = keras.Input(image_shape, name="images")
+    x = images
+    if any(padding):
+        x = keras.layers.ZeroPadding2D(
+            ((0, padding[0]), (0, padding[1])),
+            name="deconvnet_pad_images",
+            dtype=dtype,
+        )(x)
+    pyramid = encoder(x)  # P2, P3, P4, P5
+    x = apply_conv_block(
+        pyramid[-1], filters[3], convs[3], name="decoder_block5", dtype=dtype
+    )
+    for index in (2, 1, 0):  # up to P4, P3, P2 and concatenate it
+        x = apply_upsample_block(
+            x,
+            filters[index],
+            2,
+            skip=pyramid[index],
+            fuse="concat",
+            num_convs=convs[index],
+            name=f"decoder_block{index + 2}",
+            dtype=dtype,
+        )
+    x = apply_upsample_block(
+        x, filters[0], 4, name="decoder_output", dtype=dtype
+    )
+    x = CropToMatch(name="decoder_crop_output", dtype=dtype)(x, images)
+    logits = keras.layers.Conv2D(
+        num_classes, 1, name="deconvnet_score", dtype=dtype
+    )(x)
+    probs = keras.layers.Softmax(dtype="float32", name="mask_probs")(logits)
+    return keras.Model(images, probs, name=name)
 
 
 def SegNet(

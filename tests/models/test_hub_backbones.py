@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_segattn.models import FCN
+from keras_segattn.models import DeconvNet
 from keras_segattn.models import FasterRCNN
 from keras_segattn.models import get_backbone
 
@@ -83,6 +84,44 @@ def test_fcn_forward_and_jit_fit_step():
     assert any(
         not np.array_equal(b, w) for b, w in zip(before, scores, strict=True)
     )
+
+
+def test_deconvnet_decoder_forward_and_jit_fit_step():
+    hub = tiny_resnet()
+    # 60 px: padded to 64 for the backbone, cropped back.
+    model = DeconvNet(
+        NUM_CLASSES,
+        image_shape=(60, 60, 3),
+        filters=(4, 4, 8, 8),
+        convs_per_stage=1,
+        backbone=hub,
+    )
+    x = images()[:, :60, :60]
+    probs = model(x)
+    assert probs.shape == (2, 60, 60, NUM_CLASSES)
+    # Each decoder stage concatenates its pyramid level at its size.
+    for block, size in (("4", 4), ("3", 8), ("2", 16)):
+        layer = model.get_layer(f"decoder_block{block}_concat")
+        assert tuple(layer.output.shape[1:3]) == (size, size)
+    model.compile(
+        optimizer="sgd",
+        loss="sparse_categorical_crossentropy",
+        jit_compile=True,
+    )
+    assert model.jit_compile is True
+    labels = np.random.default_rng(2).integers(0, NUM_CLASSES, (2, 60, 60))
+    before = [np.array(w) for w in hub.trainable_weights]
+    history = model.fit(x, labels, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    # No zero-initialised score here: the backbone moves in the first step.
+    assert any(
+        not np.array_equal(b, w)
+        for b, w in zip(before, hub.trainable_weights, strict=True)
+    )
+    with pytest.raises(TypeError, match="keras_hub.models.Backbone"):
+        DeconvNet(NUM_CLASSES, backbone="vgg_small")
+    with pytest.raises(ValueError, match="decoder widths at P2-P5"):
+        DeconvNet(NUM_CLASSES, filters=(4, 8), backbone=hub)
 
 
 def test_faster_rcnn_fpn_forward_and_jit_fit_step():
