@@ -52,12 +52,6 @@ format: install
 smoke: install
 	$(PY) -m pytest tests/examples -q
 
-bench: install
-	$(PY) benchmarks/bench_segmentation.py
-	$(PY) benchmarks/bench_grid_sample.py
-	$(PY) benchmarks/bench_roi_ops.py
-	$(PY) benchmarks/bench_translation.py
-
 # The benchmarks again, with torch/torchvision importable for the reference
 # columns: a separate venv (torch is never a dependency of the package) that
 # sees the main venv's packages (its own .pth files included, so the
@@ -75,6 +69,13 @@ $(TORCH_VENV)/.installed: $(VENV)/.installed-$(TF_WHEEL)
 bench-torch: $(TORCH_VENV)/.installed
 	$(TORCH_VENV)/bin/python benchmarks/bench_grid_sample.py
 	$(TORCH_VENV)/bin/python benchmarks/bench_roi_ops.py
+
+# benchmarks/REPORT.md (and the README's speed tables), generated from one
+# run of the op, train-step and serving benchmarks, with the torch /
+# torchvision reference columns (builds .venv-torch when needed).
+# BENCH_ARGS="--quick" for a shorter run, "--note '...'" for a header line.
+bench: $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python benchmarks/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
