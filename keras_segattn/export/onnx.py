@@ -36,10 +36,10 @@ DEFAULT_OPSET = 17
 # Conversions known to fail, by a name scope of the failing node: why.
 _KNOWN_FAILURES = {
     "non_max_suppression_padded": (
-        "`tf.image.non_max_suppression_padded` (ops.batched_nms) is a "
-        "tiled while loop; tf2onnx fails to bind its control flow "
-        "('Parameter count mismatch while binding controlflow'), as "
-        "happens with the single-level Faster/Mask R-CNN postprocessor"
+        "tf2onnx cannot wire the control flow (If/While) of "
+        "`tf.image.non_max_suppression_padded` (ops.batched_nms) in this "
+        "graph; it depends on the detector's configuration (the op converts "
+        "alone and in other detector sizes, see README)"
     ),
 }
 
@@ -57,8 +57,11 @@ class _ConversionErrors(logging.Handler):
         if message.startswith("Tensorflow op [") and len(record.args) == 2:
             self.failures.append((str(record.args[0]), str(record.args[1])))
         elif message.startswith("Failed to convert node") and record.args:
+            # args: node name, the handler (a method of the class tf2onnx
+            # registers for the TF op: `While`, `StatelessIfOp`, ...).
             handler = getattr(record.args[1], "__self__", None)
             op = getattr(handler, "__name__", "?")
+            op = op[:-2] if op.endswith("Op") and len(op) > 2 else op
             self.failures.append((str(record.args[0]), op))
 
 
@@ -94,7 +97,11 @@ def _non_standard_nodes(graph, onnx) -> list:
 def _unsupported_error(model, failures, detail: str) -> ValueError:
     node, op = failures[0]
     reason = next(
-        (why for scope, why in _KNOWN_FAILURES.items() if scope in node),
+        (
+            f"{why} (tf2onnx: {detail})"
+            for scope, why in _KNOWN_FAILURES.items()
+            if scope in node
+        ),
         detail,
     )
     others = (
@@ -178,9 +185,10 @@ def export_onnx(
     tf2onnx (see the module docstring for the two things added to a plain
     `model.export(format="onnx")`), checked with `onnx.checker` and
     written atomically. Verified with onnxruntime (outputs within 1e-4 of
-    Keras at batch 1 and 3) for FCN, DeconvNet/SegNet, spatial-transformer
-    classifiers and Mask R-CNN with FPN; single-level Faster/Mask R-CNN
-    does not convert (its NMS, see README).
+    Keras at batch 1 and 3) for FCN, DeconvNet/SegNet and
+    spatial-transformer classifiers, and for the Mask R-CNN configurations
+    of benchmarks/bench_portable_export.py; other detector configurations
+    fail in tf2onnx on the NMS control flow and are refused (see README).
 
     Args:
         model: a `keras.Model` with one image input [B, H, W, C].

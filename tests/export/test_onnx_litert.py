@@ -17,6 +17,7 @@ from keras_segattn.export import export_onnx
 from keras_segattn.export.__main__ import main as export_main
 from keras_segattn.layers import SpatialTransformer
 from keras_segattn.layers import build_localization_head
+from keras_segattn.models import FasterRCNN
 from keras_segattn.models import build_segmentation_model
 
 BATCHES = (1, 3)
@@ -181,6 +182,29 @@ def test_unconvertible_op_names_layer_and_op(export, layer, op, tmp_path):
     )
     with pytest.raises(ValueError, match=pattern):
         export(_model_with(layer), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_detector_whose_nms_does_not_convert_is_refused(tmp_path):
+    # Pins tf2onnx 1.17: in this configuration (one level, 16 proposals x
+    # 3 classes into the NMS) it cannot wire the If/While ops of
+    # tf.image.non_max_suppression_padded; others convert (README).
+    model = FasterRCNN(
+        3,
+        image_shape=(32, 32, 3),
+        backbone_kwargs={"filters": (4, 4, 8, 8, 8), "convs_per_stage": 1},
+        anchor_sizes=(8.0, 16.0),
+        rpn_pre_nms_top_n_test=48,
+        rpn_post_nms_top_n_test=16,
+        box_head_units=16,
+        max_detections=6,
+    )
+    pattern = (
+        "layer 'detections' \\(DetectionPostprocessor\\) has TensorFlow op "
+        "'StatelessIf' \\(node '[^']*non_max_suppression_padded/"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        export_onnx(model, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
