@@ -241,6 +241,13 @@ def export_detector_for_serving(
     """
     version = check_version(version)
     label_offset = check_non_negative_int(label_offset, "label_offset")
+    if len(model.inputs) != 1:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a detector taking "
+            "images only; export a model that also takes proposals "
+            "(FastRCNN, RCNN) with export_proposal_detector_for_serving. "
+            f"Received: a model with {len(model.inputs)} inputs."
+        )
     image_shape, _ = _detector_specs(model)
     serve = make_detection_serving_fn(
         model, getattr(model, "bounding_box_format", "yxyx"), label_offset
