@@ -53,7 +53,11 @@ def _figure(rows: int, columns: int, figsize):
             "keras_segattn.visualization needs matplotlib: "
             "`pip install keras-segattn[visualization]`."
         ) from error
-    figure = Figure(figsize=figsize)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # Constrained layout keeps titles, tick labels and legends inside.
+    figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)  # a renderer for the layout and PNG output
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
@@ -226,7 +230,7 @@ def _legend(figure, names: Sequence[str], colours: np.ndarray) -> None:
     ]
     figure.legend(
         handles=handles,
-        loc="lower center",
+        loc="outside lower center",
         ncol=min(len(handles), 6),
         fontsize=8,
         frameon=False,
@@ -294,7 +298,6 @@ def plot_segmentation(
             axes[row, column].imshow(arrays[row])
             axes[row, column].set_title(title, fontsize=9)
     _legend(figure, names, np.asarray(palette))
-    figure.tight_layout(rect=(0, 0.6 / (3 * rows + 0.6), 1, 1))
     return figure
 
 
@@ -638,7 +641,6 @@ def plot_detections(
             ).replace("lime", "green"),
             fontsize=8,
         )
-    figure.tight_layout()
     return figure
 
 
@@ -721,7 +723,6 @@ def plot_attention_maps(
                 extent=(-0.5, width - 0.5, height - 0.5, -0.5),
             )
             axis.set_title(str(word), fontsize=8)
-    figure.tight_layout()
     return figure
 
 
@@ -838,7 +839,6 @@ def plot_sampling_grids(
                 color=colors[k],
                 fontsize=8,
             )
-    figure.tight_layout()
     return figure
 
 
@@ -997,5 +997,4 @@ def plot_alignment(
             axis.set_ylabel(ylabel)
         if title is not None:
             axis.set_title(title)
-    figure.tight_layout()
     return figure
