@@ -59,7 +59,7 @@ def test_get_backbone_gives_the_pyramid_levels():
         get_backbone(hub, backbone_kwargs={"preprocessing": "imagenet"})
 
 
-def test_fcn_forward_and_jit_fit_step():
+def test_fcn_forward_and_jit_fit_step(tmp_path):
     hub = tiny_resnet()
     model = FCN(NUM_CLASSES, backbone=hub, image_shape=(SIZE, SIZE, 3))
     probs = model(images())
@@ -84,6 +84,10 @@ def test_fcn_forward_and_jit_fit_step():
     assert any(
         not np.array_equal(b, w) for b, w in zip(before, scores, strict=True)
     )
+    # The .keras round trip keeps the keras-hub backbone (safe mode).
+    model.save(tmp_path / "fcn.keras")
+    restored = keras.saving.load_model(tmp_path / "fcn.keras")
+    np.testing.assert_array_equal(restored(images()), model(images()))
 
 
 def test_deconvnet_decoder_forward_and_jit_fit_step():
