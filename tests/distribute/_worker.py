@@ -395,10 +395,10 @@ def translator(loss=None):
     )
 
 
-def faster_rcnn():
+def _detection_scenes():
+    """Fixed sampling scores (see `_FixedRandom`) and the scenes the
+    detector families fit: (images, targets with masks)."""
     import importlib
-
-    from keras_segattn.models.faster_rcnn import FasterRCNN
 
     # The module: `keras_segattn.ops.sample_balanced` is also the function.
     sampling = importlib.import_module("keras_segattn.ops.sample_balanced")
@@ -436,20 +436,28 @@ def faster_rcnn():
             boxes[b, i] = [y0, x0, y0 + side, x0 + side]
             classes[b, i] = label
             masks[b, i, y0 : y0 + side, x0 : x0 + side] = 1.0
-    targets = {"boxes": boxes, "classes": classes, "masks": masks}
+    return images, {"boxes": boxes, "classes": classes, "masks": masks}
+
+
+def _plain_backbone(size):
+    backbone_input = keras.Input((size, size, 3), name="images")
+    h = keras.layers.Rescaling(1 / 255)(backbone_input)
+    for i, width in enumerate((8, 8, 16)):
+        h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(h)
+        h = keras.layers.MaxPooling2D(2, name=f"pool{i}")(h)
+    return keras.Model(backbone_input, h, name="plain_backbone")
+
+
+def faster_rcnn():
+    from keras_segattn.models.faster_rcnn import FasterRCNN
+
+    images, targets = _detection_scenes()
+    size = images.shape[1]
 
     def build():
-        backbone_input = keras.Input((size, size, 3), name="images")
-        h = keras.layers.Rescaling(1 / 255)(backbone_input)
-        for i, width in enumerate((8, 8, 16)):
-            h = keras.layers.Conv2D(
-                width, 3, padding="same", activation="relu"
-            )(h)
-            h = keras.layers.MaxPooling2D(2, name=f"pool{i}")(h)
-        backbone = keras.Model(backbone_input, h, name="plain_backbone")
         return FasterRCNN(
             3,
-            backbone=backbone,
+            backbone=_plain_backbone(size),
             image_shape=(size, size, 3),
             anchor_sizes=(8.0, 16.0),
             rpn_pre_nms_top_n_train=64,
@@ -470,6 +478,36 @@ def faster_rcnn():
     return compare(build, images, targets)
 
 
+def fast_rcnn():
+    """Fast R-CNN on given proposals: the ground truth and jittered copies
+    (the RoI sampler draws from them with the fixed scores)."""
+    from keras_segattn.models.fast_rcnn import FastRCNN
+
+    images, targets = _detection_scenes()
+    size = images.shape[1]
+    boxes = targets["boxes"]
+    valid = boxes[..., :1] >= 0
+    proposals = np.concatenate(
+        [boxes, np.where(valid, boxes + [1, -1, 2, 1], -1.0)], axis=1
+    ).astype("float32")
+    x = {"images": images, "proposals": proposals}
+    y = {"boxes": boxes, "classes": targets["classes"]}
+
+    def build():
+        return FastRCNN(
+            3,
+            backbone=_plain_backbone(size),
+            image_shape=(size, size, 3),
+            num_proposals=proposals.shape[1],
+            box_batch_size_per_image=8,
+            box_head_units=16,
+            max_detections=6,
+            seed=1,
+        )
+
+    return compare(build, x, y)
+
+
 FAMILIES = {
     name: globals()[name]
     for name in (
@@ -481,6 +519,7 @@ FAMILIES = {
         "captioner_hard",
         "translator",
         "faster_rcnn",
+        "fast_rcnn",
     )
 }
 

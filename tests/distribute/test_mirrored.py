@@ -28,7 +28,7 @@ GROUPS = {
         "draw",
     ),
     "captioner": ("captioner_soft", "captioner_hard"),
-    "detector": ("faster_rcnn",),
+    "detector": ("faster_rcnn", "fast_rcnn"),
 }
 TIMEOUT_S = 300
 STEPS = 2  # _worker.STEPS, without importing TensorFlow's device setup here
@@ -134,14 +134,22 @@ def test_helpers_in_replicas(groups):
 
 @pytest.mark.parametrize(
     "family",
-    ["fcn", "translator", "draw", "captioner_soft", "faster_rcnn"],
+    [
+        "fcn",
+        "translator",
+        "draw",
+        "captioner_soft",
+        "faster_rcnn",
+        "fast_rcnn",
+    ],
 )
 def test_mirrored_fit_matches_one_device(groups, family):
     """fcn: the control (a Keras loss); translator: `TokenCrossentropy`
     with unequal padding per replica; draw: ε fixed per example;
     captioner_soft: captions of unequal lengths; faster_rcnn: Mask R-CNN
     with sampling scores fixed per candidate (unequal positives per
-    replica, so the mask loss needs the global count)."""
+    replica, so the mask loss needs the global count); fast_rcnn: the
+    same on given proposals, no RPN."""
     check_same_training(groups.result(family))
 
 
