@@ -1,3 +1,7 @@
+"""Atomic writes (`keras_segattn.saving`). The SIGKILL checks of a `.keras`
+save and of an export share one child process in
+tests/export/test_atomic_export.py."""
+
 import os
 import re
 
@@ -6,7 +10,6 @@ import numpy as np
 import pytest
 
 from keras_segattn import saving
-from tests.killing import run_and_kill
 
 
 def _model(seed=0):
@@ -69,39 +72,6 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
         saving.save_model_atomic(_model(1), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.keras"]
-
-
-def test_killed_save_never_replaces_a_good_file(tmp_path):
-    path = tmp_path / "model.keras"
-    good = _model(0)
-    saving.save_model_atomic(good, path)
-    before = path.read_bytes()
-    # The child saves a model whose layer blocks while Keras writes its
-    # weights: the zip is half written when the child is killed.
-    run_and_kill(
-        f"""
-        import keras
-        from keras_segattn import saving
-
-        class Blocking(keras.layers.Dense):
-            def save_own_variables(self, store):
-                super().save_own_variables(store)
-                reached_kill_point()
-
-        inputs = keras.Input((4,))
-        model = keras.Model(inputs, Blocking(3, name="dense")(inputs))
-        saving.save_model_atomic(model, {str(path)!r})
-        """,
-        tmp_path,
-    )
-    assert path.read_bytes() == before
-    x = np.ones((2, 4), "float32")
-    np.testing.assert_array_equal(keras.saving.load_model(path)(x), good(x))
-    leftovers = [p for p in os.listdir(tmp_path) if ".partial-" in p]
-    assert leftovers, "the child was not killed while saving"
-    # The next save removes the dead writer's temporary file.
-    saving.save_model_atomic(_model(2), path)
-    assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
 
 
 def test_atomic_directory_replaces_as_a_whole(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_segattn import saving
 from keras_segattn.export import export_for_serving
 from keras_segattn.export import serving
 from keras_segattn.export import write_version
@@ -98,36 +99,87 @@ def test_write_version_checks_version(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_killed_export_leaves_previous_version_loadable(first_version):
-    export_dir, path, files, outputs = first_version
-    # The child re-exports version 1 and is killed after the SavedModel is
-    # written but before its warmup requests: midway through the export.
-    tmp_path = export_dir.parent
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """One child process (one TensorFlow import for both checks) killed
+    while it was midway through two writes: re-exporting version 1 (the
+    SavedModel written, its warmup requests not yet) and saving a `.keras`
+    file over a good one (the zip half written, inside Keras's
+    `save_own_variables`)."""
+    tmp_path = tmp_path_factory.mktemp("killed")
+    export_dir = tmp_path / "model"
+    path = export_for_serving(tiny_segmenter(0), export_dir, version=1)
+    keras_file = tmp_path / "model.keras"
+    good = tiny_segmenter(0)
+    saving.save_model_atomic(good, keras_file)
+    before = {
+        "files": _tree(path),
+        "outputs": _serve(path),
+        "keras_bytes": keras_file.read_bytes(),
+    }
     run_and_kill(
         "import keras\n"
         + inspect.getsource(tiny_segmenter)
         + f"""
+import threading
+from keras_segattn import saving
 from keras_segattn.export import export_for_serving, serving
 
-def block(path, images, **kwargs):
-    reached_kill_point()
+exporting = threading.Event()
 
-serving.write_warmup_requests = block
-export_for_serving(
-    tiny_segmenter(1), {str(export_dir)!r}, version=1, warmup_images=[0]
-)
+def block_export(path, images, **kwargs):
+    exporting.set()
+    threading.Event().wait()
+
+serving.write_warmup_requests = block_export
+threading.Thread(
+    target=export_for_serving,
+    args=(tiny_segmenter(1), {str(export_dir)!r}),
+    kwargs=dict(version=1, warmup_images=[0]),
+    daemon=True,
+).start()
+exporting.wait()
+
+class Blocking(keras.layers.Conv2D):
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        reached_kill_point()
+
+images = keras.Input((None, None, 3))
+model = keras.Model(images, Blocking(3, 1)(images))
+saving.save_model_atomic(model, {str(keras_file)!r})
 """,
         tmp_path,
     )
+    return export_dir, path, keras_file, good, before
+
+
+def test_killed_export_leaves_previous_version_loadable(killed):
+    export_dir, path, _, _, before = killed
     assert _versions(export_dir) == ["1"]
-    assert _tree(path) == files
-    np.testing.assert_array_equal(_serve(path), outputs)
+    assert _tree(path) == before["files"]
+    np.testing.assert_array_equal(_serve(path), before["outputs"])
     hidden = [p for p in os.listdir(export_dir) if not p.isdigit()]
     assert len(hidden) == 1 and hidden[0].startswith(".1.partial-")
     assert "saved_model.pb" in os.listdir(export_dir / hidden[0])
     # The next export of that version removes the dead export's folder.
     export_for_serving(tiny_segmenter(2), export_dir, version=1)
     assert os.listdir(export_dir) == ["1"]
+
+
+def test_killed_keras_save_never_replaces_a_good_file(killed):
+    _, _, keras_file, good, before = killed
+    assert keras_file.read_bytes() == before["keras_bytes"]
+    x = _IMAGES.astype("float32")
+    np.testing.assert_array_equal(
+        keras.saving.load_model(keras_file)(x), good(x)
+    )
+    folder = keras_file.parent
+    leftovers = [p for p in os.listdir(folder) if p.startswith(".model.keras")]
+    assert leftovers, "the child was not killed while saving"
+    # The next save removes the dead writer's temporary file.
+    saving.save_model_atomic(tiny_segmenter(2), keras_file)
+    assert not [p for p in os.listdir(folder) if ".partial-" in p]
 
 
 def test_failed_classifier_export_leaves_no_version(tmp_path, monkeypatch):
