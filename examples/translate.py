@@ -519,10 +519,14 @@ def evaluate(args) -> int:
         loaded = tf.saved_model.load(str(model_dir / str(args.version)))
         signature = loaded.signatures["serving_beam"]
         hypotheses = []
+        progress = keras.utils.Progbar(
+            len(validation_pairs), unit_name="sentence"
+        )
         for start in range(0, len(validation_pairs), 128):
             batch = [s for s, _ in validation_pairs[start : start + 128]]
             translation = signature(text=tf.constant(batch))["translation"]
             hypotheses += [t.decode("utf-8") for t in translation.numpy()]
+            progress.add(len(batch))
         results[str(model_dir)] = {
             "validation_pairs": len(validation_pairs),
             "bleu_beam": bleu(hypotheses, [t for _, t in validation_pairs]),
