@@ -45,6 +45,9 @@ def check_box_coder_weights(weights, name: str = "weights") -> tuple:
 
 
 def _check_boxes_last_dim(x, name: str) -> None:
+    """Checks a floating [..., 4] tensor (integer pixel boxes must be
+    cast by the caller: the deltas are fractional)."""
+    validation.check_floating(ops.convert_to_tensor(x).dtype, name)
     shape = validation.static_shape(x)
     if shape is None or len(shape) < 1 or shape[-1] != 4:
         raise ValueError(
@@ -73,7 +76,8 @@ def encode_boxes(
     ("center_xywh", `variance = 1 / weights`). Unlike torchvision, widths
     and heights are clamped at `keras.config.epsilon()` before the log, so
     a degenerate box (such as a padding box of four -1) gives a large
-    negative but finite delta instead of -inf.
+    negative but finite delta instead of -inf. A NaN or infinite
+    coordinate makes the deltas of that box (only) NaN or infinite.
 
     Args:
         boxes: float tensor [..., 4] of (x1, y1, x2, y2), the targets.
@@ -88,6 +92,7 @@ def encode_boxes(
     Raises:
         ValueError: if a last dimension is not 4 or `weights` is not 4
             positive numbers.
+        TypeError: if `boxes` or `anchors` is not floating.
 
     Reference:
         - [Girshick et al., "Rich feature hierarchies for accurate object
@@ -125,7 +130,11 @@ def decode_boxes(
 
     computed by `keras.utils.bounding_boxes.decode_deltas_to_boxes`
     ("center_xywh", `variance = 1 / weights`) after the clamp (applied as
-    `dw <= bbox_xform_clip * ww`, the same condition).
+    `dw <= bbox_xform_clip * ww`, the same condition). The clamp keeps
+    boxes finite for any finite `dw`, `dh` (a very negative one gives a
+    zero-size box) as long as the centre `dx / wx * w_a + cx_a` and
+    62.5 times the anchor size fit in float32; a NaN delta or anchor
+    coordinate makes that box (only) NaN.
 
     Args:
         deltas: float tensor [..., 4] of (dx, dy, dw, dh).
@@ -140,6 +149,7 @@ def decode_boxes(
     Raises:
         ValueError: if a last dimension is not 4, `weights` is not 4
             positive numbers or `bbox_xform_clip` is not positive.
+        TypeError: if `deltas` or `anchors` is not floating.
     """
     weights = check_box_coder_weights(weights)
     bbox_xform_clip = validation.check_positive_float(

@@ -117,3 +117,11 @@ def test_clamp_constant_is_torchvision():
     from keras_segattn.ops.box_coding import BBOX_XFORM_CLIP
 
     assert BBOX_XFORM_CLIP == math.log(1000.0 / 16)
+
+
+def test_integer_boxes_are_refused():
+    # Issue 21: integers are refused by name (deltas are fractional).
+    with pytest.raises(TypeError, match="boxes.dtype=int32"):
+        encode_boxes(np.zeros((1, 4), "int32"), np.ones((1, 4), "float32"))
+    with pytest.raises(TypeError, match="anchors.dtype=int64"):
+        decode_boxes(np.zeros((1, 4), "float32"), np.ones((1, 4), "int64"))
