@@ -21,6 +21,7 @@ from keras_segattn.export.serving import SERVING_KEY
 from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
+from keras_segattn.export.serving import write_version
 from keras_segattn.validation import check_non_negative_int
 from keras_segattn.validation import check_version
 
@@ -323,6 +324,10 @@ def export_proposal_detector_for_serving(
             ),
         ],
     )
-    path = os.path.join(os.fspath(export_dir), str(version))
-    tf.saved_model.save(module, path, signatures={SERVING_KEY: module.serve})
-    return path
+    return write_version(
+        export_dir,
+        version,
+        lambda path: tf.saved_model.save(
+            module, path, signatures={SERVING_KEY: module.serve}
+        ),
+    )

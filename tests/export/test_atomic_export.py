@@ -1,8 +1,10 @@
 """Export faults: a failed or killed export never leaves a half-written
 version for TF Serving, and never damages the previous one."""
 
+import ast
 import inspect
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -200,3 +202,50 @@ def test_failed_classifier_export_leaves_no_version(tmp_path, monkeypatch):
             model, tmp_path, version=1, warmup_images=_IMAGES
         )
     assert os.listdir(tmp_path) == []
+
+
+def _writes_a_saved_model(node) -> bool:
+    """`tf.saved_model.save(...)` or `<archive>.write_out(...)`."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = ast.unparse(node.func)
+    return name.endswith("saved_model.save") or name.endswith(".write_out")
+
+
+def test_every_exporter_writes_through_write_version():
+    # A static guard for exporters added later: every SavedModel write in
+    # keras_segattn/export/ happens inside a function handed to
+    # `write_version` (inline, or by the name of a nested function).
+    import keras_segattn.export as package
+
+    unguarded = []
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        parents = {
+            child: parent
+            for parent in ast.walk(tree)
+            for child in ast.iter_child_nodes(parent)
+        }
+        for node in filter(_writes_a_saved_model, ast.walk(tree)):
+            chain, current = [], node
+            while current in parents:
+                current = parents[current]
+                chain.append(current)
+            inline = any(
+                isinstance(a, ast.Call)
+                and ast.unparse(a.func).endswith("write_version")
+                for a in chain
+            )
+            functions = [a for a in chain if isinstance(a, ast.FunctionDef)]
+            by_name = len(functions) >= 2 and any(
+                isinstance(call, ast.Call)
+                and ast.unparse(call.func).endswith("write_version")
+                and any(
+                    isinstance(arg, ast.Name) and arg.id == functions[0].name
+                    for arg in call.args
+                )
+                for call in ast.walk(functions[1])
+            )
+            if not (inline or by_name):
+                unguarded.append(f"{path.name}:{node.lineno}")
+    assert not unguarded, unguarded
