@@ -466,44 +466,23 @@ def coco_box_metrics(detections, gt_boxes, gt_classes, canvas_size) -> dict:
     ]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_score_maps(detector, canvas, path: Path) -> None:
-    """PNG: for each pyramid scale, the resized canvas and the per-class
-    probability maps (10 digits and background)."""
-    plt = _plt()
+    """PNG (`visualization.plot_class_maps`): for each pyramid scale, the
+    resized canvas and the per-class probability maps (10 digits and
+    background)."""
     levels = detector.score_maps(canvas[None])
-    columns = NUM_DIGITS + 2
-    fig, axes = plt.subplots(
-        len(levels),
-        columns,
-        figsize=(1.3 * columns, 1.5 * len(levels)),
-        squeeze=False,
+    figure = visualization.plot_class_maps(
+        [
+            np.asarray(tf.image.resize(canvas, level["size"], antialias=True))
+            for level in levels
+        ],
+        [np.asarray(level["scores"][0]) for level in levels],
+        class_names=[str(k) for k in range(NUM_DIGITS)] + ["bg"],
+        row_titles=[f"scale {level['scale']:g}" for level in levels],
     )
-    for row, level in enumerate(levels):
-        resized = tf.image.resize(canvas, level["size"], antialias=True)
-        axes[row, 0].imshow(resized[..., 0], cmap="gray", vmin=0, vmax=255)
-        axes[row, 0].set_title(f"scale {level['scale']:g}", fontsize=7)
-        scores = np.asarray(level["scores"][0])
-        for k in range(NUM_DIGITS + 1):
-            ax = axes[row, k + 1]
-            ax.imshow(scores[..., k], cmap="magma", vmin=0, vmax=1)
-            if row == 0:
-                ax.set_title("bg" if k == BACKGROUND else str(k), fontsize=7)
-    for ax in axes.ravel():
-        ax.axis("off")
-    fig.suptitle("per-class window probabilities at each scale", fontsize=8)
-    fig.tight_layout()
+    figure.suptitle("per-class window probabilities at each scale", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    figure.savefig(path, dpi=80)
 
 
 def save_detections(canvases, detections, gt_boxes, gt_classes, path, n=6):

@@ -13,6 +13,8 @@ which is not a dependency here.
   of the class names.
 - `plot_detections`: boxes, instance masks, class names and scores
   (ground truth and detections in rows, or overlaid in two colours).
+- `plot_class_maps`: per-class score maps beside their image (Overfeat's
+  dense window scores at each scale).
 - `plot_attention_maps`: per-word attention weights α over the image
   (Show, Attend and Tell captioning).
 - `plot_sampling_grids`: the region each affine spatial transformer samples,
@@ -641,6 +643,77 @@ def plot_detections(
             ).replace("lime", "green"),
             fontsize=8,
         )
+    return figure
+
+
+def plot_class_maps(
+    images,
+    maps,
+    *,
+    class_names: Sequence[str] | None = None,
+    row_titles: Sequence[str] | None = None,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+    cmap: str = "magma",
+) -> Figure:
+    """Per-class score maps beside their image, one row per image.
+
+    For dense classifiers that score every window (Overfeat's per-scale
+    class probabilities, a segmenter's softmax): row r shows `images[r]`,
+    then one panel per class with `maps[r][..., k]`.
+
+    Args:
+        images: [R, H, W, C] or a list of R images of different sizes
+            (the resized inputs of an image pyramid).
+        maps: [R, h, w, K] or a list of R [h, w, K] score maps (K classes;
+            each map may be smaller than its image).
+        class_names: optional K column titles (class ids otherwise).
+        row_titles: optional title of each row's image.
+        value_range: (low, high) mapped to the ends of `cmap`, or None to
+            scale each map to its own range.
+        cmap: matplotlib colour map of the scores.
+
+    Returns:
+        A `matplotlib.figure.Figure` of R rows and 1 + K columns.
+    """
+    if isinstance(images, (list, tuple)):
+        images = [_batched_images(image[None])[0] for image in images]
+    else:
+        images = list(_batched_images(images))
+    maps = [np.asarray(m, "float64") for m in maps]
+    if len(maps) != len(images):
+        raise ValueError(
+            "Invalid length for argument `maps`. Expected one map per image "
+            f"({len(images)}). Received: {len(maps)} maps."
+        )
+    for r, scores in enumerate(maps):
+        validation.check_rank(scores, 3, f"maps[{r}]")
+    classes = {scores.shape[-1] for scores in maps}
+    if len(classes) != 1:
+        raise ValueError(
+            "Invalid shape for argument `maps`. Expected the same number of "
+            "classes K (last dimension) in every map. Received: "
+            f"{[scores.shape for scores in maps]}."
+        )
+    num_classes = classes.pop()
+    names = _check_class_names(class_names, num_classes)
+    names = names or [str(k) for k in range(num_classes)]
+    if row_titles is not None and len(row_titles) != len(images):
+        raise ValueError(
+            "Invalid length for argument `row_titles`. Expected one title "
+            f"per image ({len(images)}). Received: {len(row_titles)}."
+        )
+    low, high = (None, None) if value_range is None else value_range
+    rows, columns = len(images), 1 + num_classes
+    figure, axes = _figure(rows, columns, (1.3 * columns, 1.5 * rows))
+    for row, (image, scores) in enumerate(zip(images, maps, strict=True)):
+        _show(axes[row, 0], image)
+        if row_titles is not None:
+            axes[row, 0].set_title(str(row_titles[row]), fontsize=7)
+        for k in range(num_classes):
+            axis = axes[row, k + 1]
+            axis.imshow(scores[..., k], cmap=cmap, vmin=low, vmax=high)
+            if row == 0:
+                axis.set_title(names[k], fontsize=7)
     return figure
 
 

@@ -385,3 +385,24 @@ def test_plot_detections_on_images_of_different_sizes():
     detections["detection_masks"] = [masks[0], masks[0]]
     with pytest.raises(ValueError, match="for image 1"):
         visualization.plot_detections(images, detections)
+
+
+def test_plot_class_maps_rows_columns_and_values():
+    images = [np.zeros((8, 8, 1), "uint8"), np.zeros((12, 12, 1), "uint8")]
+    maps = [np.random.default_rng(2).random((3, 3, 4)), np.ones((5, 5, 4))]
+    figure = visualization.plot_class_maps(
+        images, maps, class_names=["a", "b", "c", "bg"], row_titles=["1", "2"]
+    )
+    axes = np.asarray(figure.axes).reshape(2, 5)
+    assert [a.get_title() for a in axes[0]] == ["1", "a", "b", "c", "bg"]
+    assert axes[1, 0].get_title() == "2"
+    np.testing.assert_allclose(
+        axes[0, 2].images[0].get_array(), maps[0][..., 1]
+    )
+    assert axes[0, 2].images[0].get_clim() == (0.0, 1.0)
+    with pytest.raises(ValueError, match="one name per class"):
+        visualization.plot_class_maps(images, maps, class_names=["a"])
+    with pytest.raises(ValueError, match="same number of classes"):
+        visualization.plot_class_maps(images, [maps[0], np.ones((5, 5, 3))])
+    with pytest.raises(ValueError, match="one map per image"):
+        visualization.plot_class_maps(images, maps[:1])
