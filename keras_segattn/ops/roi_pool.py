@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_segattn import validation
@@ -89,9 +91,6 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 
 # --- Method 1: window tables (static H and W) ------------------------------
 #
-# Gradients go to each bin's argmax with torchvision's tie rule: the first
-# maximum in row-major order.
-#
 # Table (i, j) holds, at (h, w), the max over the window
 # [h, h + s_i) x [w, w + t_j) for every window inside the map, with window
 # heights s_i = m**i up to H (and widths likewise up to W) for a base m.
@@ -103,18 +102,19 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 # (log2 H + 1)(log2 W + 1) times the map); a larger base trades more
 # gathers for much smaller tables (base 4: 16 gathers, tables about 7
 # times the map for a 50 x 50 map instead of 24), and `_table_base` picks
-# the cheaper for the static shapes.
+# the cheaper for the static shapes. Tables are grown by columns first,
+# within single rows, then by rows, with plain maxima only.
 #
-# Positions (b * H * W + h * W + w) ride along as a second table, int16
-# when they fit (`_position_dtype`). Columns are grown first, within single
-# rows, then rows, and each step keeps the earlier window on ties: it lies
-# left of the later one in the same rows, or above it, so all its elements
-# come first in row-major order and every table position is the first
-# argmax of its window. The m * m windows of a bin overlap arbitrarily: the
-# bin's first argmax is the lowest position among the windows that reach
-# its max. The value tables never read the positions: when no gradient is
-# taken, the position tables are dead code and graph pruning / XLA drop
-# them, so inference builds values only.
+# Gradients go to each bin's argmax with torchvision's tie rule: the first
+# maximum in row-major order. The backward pass finds it with the same
+# tables built over int64 keys, (order-preserving bits of the value) << 32
+# | (2**31 - 1 - position), position = b * H * W + h * W + w: the max key
+# of a bin is its max value at its lowest position, so one max per table
+# step and per lookup carries the argmax (no select, no second table).
+# -0.0 is keyed as 0.0 (torchvision's `>` sees them equal). The forward
+# pass builds value tables only, so inference pays nothing for the
+# argmax. Keys hold float32 (float16 converts exactly); float64 features
+# find their argmax with the scan of method 2 instead.
 
 
 def _window_sizes(size: int, base: int) -> list[int]:
@@ -130,70 +130,41 @@ def _num_lookups(size: int, base: int) -> int:
     return min(base, max(int(size), 1))
 
 
-def _grow(values, positions, axis: int, window: int, base: int):
-    """Windows `base` times longer along `axis`, from `base` windows of
-    length `window` placed end to end; ties keep the earlier window."""
-    length = values.shape[axis]
+def _grow(table, axis: int, window: int, base: int):
+    """Window maxima `base` times longer along `axis`, from `base` windows
+    of length `window` placed end to end."""
+    length = table.shape[axis]
     count = length - (base - 1) * window
 
-    def part(t, step):
+    def part(step):
         index = [slice(None)] * 4
         index[axis] = slice(step * window, step * window + count)
-        return t[tuple(index)]
+        return table[tuple(index)]
 
-    best, best_position = part(values, 0), part(positions, 0)
+    grown = part(0)
     for step in range(1, base):
-        value, position = part(values, step), part(positions, step)
-        best_position = ops.where(
-            ops.greater(value, best), position, best_position
-        )
-        best = ops.maximum(best, value)
-    return best, best_position
+        grown = ops.maximum(grown, part(step))
+    return grown
 
 
-def _position_dtype(batch, height, width) -> str:
-    """int16 positions when every one (and the empty bin's B * H * W) fits
-    for a static batch: half the bytes of the position tables; else int32."""
-    if isinstance(batch, int) and batch * height * width < 2**15:
-        return "int16"
-    return "int32"
-
-
-def _window_tables(features, base: int):
-    """Flat value and position tables [sum_ij B * H_i * W_j + 1, C], row
-    level major (the order of `_table_lookups`). Positions are image-absolute
-    (b * H * W + h * W + w); the last row is the empty bin: value 0 and
-    position B * H * W, one past the map."""
-    batch, height, width, channels = shape_list(features)
-    dtype = _position_dtype(batch, height, width)
-    # [B, H, W, 1]: the first `_grow` broadcasts it over the channels (a
-    # full-size iota would be constant-folded into a map-sized constant).
-    grid = ops.reshape(
-        ops.cast(ops.arange(batch * height * width, dtype="int32"), dtype),
-        (batch, height, width, 1),
-    )
-    columns = [(features, grid)]
+def _window_tables(x, base: int, empty):
+    """Flat window-max tables of `x` [B, H, W, C]: [sum_ij B * H_i * W_j + 1,
+    C], row level major (the order of `_table_lookups`); the last row, the
+    empty bin's, is `empty` [1, C]."""
+    _, height, width, channels = shape_list(x)
+    columns = [x]
     for window in _window_sizes(width, base)[:-1]:
-        columns.append(_grow(*columns[-1], axis=2, window=window, base=base))
-    num_h = len(_window_sizes(height, base))
+        columns.append(_grow(columns[-1], axis=2, window=window, base=base))
     tables = {}
     for j, level in enumerate(columns):
         tables[0, j] = level
         for i, window in enumerate(_window_sizes(height, base)[:-1], 1):
-            level = _grow(*level, axis=1, window=window, base=base)
+            level = _grow(level, axis=1, window=window, base=base)
             tables[i, j] = level
-    # Table (0, 0) is the map itself, its positions still the narrow grid.
-    tables[0, 0] = (features, ops.broadcast_to(grid, ops.shape(features)))
+    num_h = len(_window_sizes(height, base))
     order = [tables[i, j] for i in range(num_h) for j in range(len(columns))]
-    empty = (
-        ops.zeros((1, channels), features.dtype),
-        ops.full((1, channels), batch * height * width, dtype=dtype),
-    )
-    return tuple(
-        ops.concatenate(
-            [ops.reshape(t[k], (-1, channels)) for t in order] + [empty[k]], 0
-        )
-        for k in (0, 1)
+    return ops.concatenate(
+        [ops.reshape(t, (-1, channels)) for t in order] + [empty], 0
     )
 
 
@@ -237,7 +208,7 @@ def _table_lookups(rois: _RoIs, bins: _Bins, batch, height, width, base):
     image = ops.reshape(rois.batch_index, (-1, 1, 1))
     table_h = ops.expand_dims(height + 1 - window_h, 2)  # H_i
     table_w = ops.expand_dims(width + 1 - window_w, 1)  # W_j
-    empty_row = total * batch  # the last table row: value 0
+    empty_row = total * batch  # the last table row: the empty bin's
     lookups = []
     for r in rows:
         row = level_base + (image * table_h + ops.expand_dims(r, 2)) * table_w
@@ -247,32 +218,69 @@ def _table_lookups(rois: _RoIs, bins: _Bins, batch, height, width, base):
     return lookups
 
 
-def _pool_table(features, rois: _RoIs, bins: _Bins, base: int):
-    """(values, positions) [K, ph, pw, C] from the window tables: empty bins
-    and dropped RoIs give 0 at position B * H * W."""
-    batch, height, width, _ = shape_list(features)
-    values, positions = _window_tables(features, base)
-    lookups = _table_lookups(rois, bins, batch, height, width, base)
-    found = [
-        (ops.take(values, index, 0), ops.take(positions, index, 0))
-        for index in lookups
-    ]
-    pooled = found[0][0]
-    for value, _ in found[1:]:
-        pooled = ops.maximum(pooled, value)
-    # The first argmax of the bin is the lowest of its windows' first
-    # argmaxes among the windows that reach the bin's max (none for a NaN
-    # max: then the bin points past the map and sends no gradient).
-    past_the_map = ops.cast(batch * height * width, positions.dtype)
-    position = None
-    for value, window_position in found:
-        candidate = ops.where(
-            ops.equal(value, pooled), window_position, past_the_map
-        )
-        position = (
-            candidate if position is None else ops.minimum(position, candidate)
-        )
-    return pooled, position
+def _table_max(table, lookups, stacked: bool = False):
+    """The max over the looked-up table rows: [K, ph, pw, C]. `stacked`:
+    one gather of every lookup, then a reduction (XLA then copies whole
+    rows instead of fusing element-wise gathers into the consumer, which
+    the backward pass's scatter indices would otherwise recompute)."""
+    if stacked:
+        return ops.max(ops.take(table, ops.stack(lookups, -1), 0), axis=3)
+    pooled = ops.take(table, lookups[0], 0)
+    for index in lookups[1:]:
+        pooled = ops.maximum(pooled, ops.take(table, index, 0))
+    return pooled
+
+
+def _pool_table(features, lookups, base: int):
+    """Bin maxima [K, ph, pw, C] from the value tables (0 for empty bins
+    and dropped RoIs)."""
+    channels = shape_list(features)[3]
+    empty = ops.zeros((1, channels), features.dtype)
+    return _table_max(_window_tables(features, base, empty), lookups)
+
+
+_POSITION_BITS = 32
+_LOW_MASK = 2**_POSITION_BITS - 1
+_FIRST_KEY = 2**31 - 1  # position 0; position p is keyed _FIRST_KEY - p
+_NAN_ORDER = 2**31 - 1  # above +inf: a bin holding a NaN has a NaN max
+
+
+def _argmax_keys(features):
+    """int64 keys [B, H, W, C] whose max is the max value at the lowest
+    position (see the section comment). `tf.bitcast` because `keras.ops`
+    has no bit cast."""
+    batch, height, width, channels = shape_list(features)
+    values = ops.cast(features, "float32")
+    # -0.0 as 0.0 (torchvision's `>` sees them equal).
+    values = ops.where(ops.equal(values, 0.0), ops.zeros_like(values), values)
+    bits = tf.bitcast(values, tf.int32)
+    # Negative floats order backwards as integers: flip their magnitude.
+    ordered = ops.where(
+        ops.less(bits, 0), ops.bitwise_xor(bits, 2**31 - 1), bits
+    )
+    ordered = ops.where(ops.isnan(values), _NAN_ORDER, ordered)
+    position = ops.reshape(
+        ops.arange(batch * height * width, dtype="int64"),
+        (batch, height, width, 1),
+    )
+    return ops.bitwise_or(
+        ops.left_shift(ops.cast(ordered, "int64"), _POSITION_BITS),
+        _FIRST_KEY - position,
+    )
+
+
+def _table_argmax(features, lookups, base):
+    """Image-absolute first-argmax positions [K, ph, pw, C] int32 of the
+    bins: B * H * W (past the map) for empty bins, dropped RoIs and bins
+    holding a NaN."""
+    batch, height, width, channels = shape_list(features)
+    past_the_map = batch * height * width
+    empty = ops.full((1, channels), _FIRST_KEY - past_the_map, "int64")
+    table = _window_tables(_argmax_keys(features), base, empty)
+    keys = _table_max(table, lookups, stacked=True)
+    position = ops.cast(_FIRST_KEY - ops.bitwise_and(keys, _LOW_MASK), "int32")
+    nan_max = ops.equal(ops.right_shift(keys, _POSITION_BITS), _NAN_ORDER)
+    return ops.where(nan_max, past_the_map, position)
 
 
 # --- Method 2: scan over rows then columns (any H and W) --------------------
@@ -428,17 +436,17 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
         if method == "table":
-            # The position tables are only used by `grad`: without a
-            # gradient they are pruned, so inference builds values only.
-            pooled, table_positions = _pool_table(features, rois, bins, base)
-
-            def argmax_positions():
-                return table_positions
+            lookups = _table_lookups(rois, bins, batch, height, width, base)
+            pooled = _pool_table(features, lookups, base)
         else:
             pooled = _pool_scan_masked(features, rois, bins, False)
 
-            def argmax_positions():
-                return _pool_scan_masked(features, rois, bins, True)
+        def argmax_positions():
+            # Only the backward pass builds the argmax (keys or scan).
+            dtype = keras.backend.standardize_dtype(features.dtype)
+            if method == "table" and dtype != "float64":
+                return _table_argmax(features, lookups, base)
+            return _pool_scan_masked(features, rois, bins, True)
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -448,6 +456,7 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
             # the map, which is dropped: no mask over the channels, which
             # XLA would fuse into the scatter and recompute per element.
             pixel = ops.reshape(argmax_positions(), (-1, channels))
+            rows = batch * height * width + 1
             pixel = ops.cast(pixel, "int32")
             channel = ops.broadcast_to(
                 ops.arange(channels, dtype="int32"), ops.shape(pixel)
@@ -458,7 +467,7 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
             grad_features = ops.scatter(
                 ops.stack([pixel, channel], axis=-1),
                 ops.reshape(upstream, (-1, channels)),
-                (batch * height * width + 1, channels),
+                (rows, channels),
             )
             grad_features = ops.reshape(grad_features[:-1], ops.shape(features))
             return grad_features, ops.zeros_like(boxes)
@@ -506,11 +515,14 @@ def roi_pool(
     when the tables would cost more than scanning (few boxes on a large
     map), it runs a masked running max over the rows then the columns of
     the map (`fori_loop`s over H and W, intermediates [K, ph, W, C]). Both
-    are exact. The tables carry the argmax positions beside the values,
-    pruned from the graph unless a gradient is taken; the scan recomputes
-    them in the backward pass. The gradient (a custom gradient)
-    scatter-adds each bin's upstream value to its argmax. Float16 features
-    stay float16; coordinates are float32.
+    are exact. Only the backward pass finds the argmax positions, so
+    inference pays nothing for them: with the same window tables built
+    over int64 (value, position) keys, whose max is the first maximum
+    (float16 and float32 features), or with the scan (float64 features,
+    or when the scan is the method). The gradient (a custom gradient)
+    scatter-adds each bin's upstream value to its argmax; a bin holding a
+    NaN sends none. Float16 features stay float16; coordinates are
+    float32.
 
     Args:
         features: float tensor [B, H, W, C].
