@@ -10,6 +10,7 @@ reader sees the old content or the new one, never a mixture.
 
 - `atomic_file(path)` and `save_model_atomic(model, filepath)` for files
   (`.keras`, `.weights.h5`);
+- `clean_leftovers(path)` removes what dead writers left beside `path`;
 - `atomic_directory(path)` for folders (the SavedModel version folders of
   `keras_segattn.export` use it through `export.write_version`);
 - `AtomicModelCheckpoint`, a `keras.callbacks.ModelCheckpoint` whose saves
@@ -92,12 +93,16 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _clean_leftovers(target: Path) -> None:
+def clean_leftovers(target: PathLike) -> None:
     """Removes the temporary siblings of `target` left by dead writers.
 
-    A `.old-` sibling (the previous content, moved aside during a replace
-    that was cut short) is put back when `target` is missing.
+    Those are `.<name>.partial-<pid>-...` (and `.<name>.old-<pid>-...`)
+    entries beside `target` whose process is no longer running; the writes
+    of this module call it first. A `.old-` sibling (the previous content,
+    moved aside during a replace that was cut short) is put back when
+    `target` is missing.
     """
+    target = Path(target)
     parent, name = target.parent, target.name
     if not parent.is_dir():
         return
@@ -196,7 +201,7 @@ def atomic_directory(path: PathLike) -> Iterator[str]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(target)
+    clean_leftovers(target)
     temporary = Path(
         tempfile.mkdtemp(prefix=_partial_name(target), dir=target.parent)
     )
@@ -225,7 +230,7 @@ def atomic_file(path: PathLike) -> Iterator[str]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(target)
+    clean_leftovers(target)
     descriptor, name = tempfile.mkstemp(
         prefix=_partial_name(target),
         suffix=_suffix(target.name),
@@ -329,7 +334,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             _fsync_path(temporary.parent)
 
     def on_train_begin(self, logs=None):
-        _clean_leftovers(Path(self.target_filepath))
+        clean_leftovers(Path(self.target_filepath))
         super().on_train_begin(logs)
 
     def on_train_batch_end(self, batch, logs=None):

@@ -108,7 +108,7 @@ def test_leftovers_of_dead_writers_are_cleaned(tmp_path):
     (aside / "content" / "saved_model.pb").write_text("previous")
     live = tmp_path / f".1.partial-{os.getpid()}-ghi"  # a running writer
     live.mkdir()
-    saving._clean_leftovers(target)
+    saving.clean_leftovers(target)
     assert (target / "saved_model.pb").read_text() == "previous"
     assert sorted(os.listdir(tmp_path)) == [live.name, "1"]
 

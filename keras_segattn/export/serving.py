@@ -40,7 +40,7 @@ def write_version(
 
     - a version folder is complete or absent, whatever happens midway: an
       exception deletes the temporary folder; a killed process leaves it
-      hidden, and the next export to `export_dir/<version>` removes it;
+      hidden, and the next export to `export_dir` (any version) removes it;
     - an existing `<version>/` is replaced as a whole, in one atomic swap
       on Linux (`renameat2(RENAME_EXCHANGE)`), never merged with or left
       half-replaced by the new files. TF Serving does not reload a version
@@ -59,6 +59,11 @@ def write_version(
     """
     version = validation.check_version(version)
     path = os.path.join(os.fspath(export_dir), str(version))
+    if os.path.isdir(export_dir):  # what dead exports of other versions left
+        for entry in os.listdir(export_dir):
+            name = entry[1:].split(".", 1)[0]
+            if entry.startswith(".") and name.isdigit():
+                saving.clean_leftovers(os.path.join(export_dir, name))
     with saving.atomic_directory(path) as temporary:
         write(temporary)
     return path

@@ -95,6 +95,15 @@ def test_export_replaces_an_existing_version_whole(first_version):
     )
 
 
+def test_leftovers_of_dead_exports_of_any_version_are_removed(tmp_path):
+    dead = 2**22 + 12345  # above the default pid_max: never running
+    leftover = tmp_path / f".2.partial-{dead}-abc"
+    (leftover / "variables").mkdir(parents=True)
+    (tmp_path / ".notes").write_text("not an export's")  # left alone
+    write_version(tmp_path, 3, lambda path: None)
+    assert sorted(os.listdir(tmp_path)) == [".notes", "3"]
+
+
 def test_write_version_checks_version(tmp_path):
     with pytest.raises(ValueError, match="Received: version=0"):
         write_version(tmp_path, 0, lambda path: None)
