@@ -297,16 +297,6 @@ def coco_recall(args) -> tuple[list[dict], str]:
     return recall_rows("COCO-MINI", proposals, counts, arrays["boxes"]), note
 
 
-def selective_search_ms(images, mode: str) -> float:
-    """Median ms per image of selective search on the CPU (one thread)."""
-    times = []
-    for image in images:
-        started = time.perf_counter()
-        selective_search_proposals(image, mode, max(RECALL_COUNTS))
-        times.append(time.perf_counter() - started)
-    return 1000.0 * float(np.median(times))
-
-
 class EpochTimer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.seconds = []
@@ -371,20 +361,9 @@ def predict_served(name, path, images, proposals) -> dict:
     return {key: np.concatenate(value) for key, value in outputs.items()}
 
 
-def median_ms(fn, runs: int) -> float:
-    fn()  # compile / warm up
-    fn()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1000.0 * float(np.median(times))
-
-
-def inference_ms(name, model, path, image, proposals, runs) -> dict:
-    """Batch-1 ms per image: the XLA-compiled model and the serving graph
-    (without selective search)."""
+def timed_calls(name, model, path, image, proposals) -> dict:
+    """Batch-1 callables of one model: the XLA-compiled model and the
+    serving graph (both without selective search), warmed up."""
     x = model_inputs(
         name,
         tf.constant(image[None].astype("float32")),
@@ -398,12 +377,39 @@ def inference_ms(name, model, path, image, proposals, runs) -> dict:
     kwargs = {"images": tf.constant(image[None])}
     if name != "faster_rcnn":
         kwargs["proposals"] = tf.constant(proposals[None])
-    return {
-        "xla_ms": median_ms(lambda: xla(x)["num_detections"].numpy(), runs),
-        "serving_ms": median_ms(
-            lambda: serve(**kwargs)["num_detections"].numpy(), runs
-        ),
+    calls = {
+        "xla_ms": lambda: xla(x)["num_detections"].numpy(),
+        "serving_ms": lambda: serve(**kwargs)["num_detections"].numpy(),
+        "_keep": reloaded,  # keep the SavedModel referenced (tf#34253)
     }
+    for key in ("xla_ms", "serving_ms"):
+        calls[key]()  # trace / compile
+        calls[key]()
+    return calls
+
+
+def interleaved_timings(calls: dict, images, mode: str, runs: int) -> tuple:
+    """Median ms of every model's calls and of selective search, timed in
+    turn (round-robin, `runs` rounds) so that a busy machine slows them
+    alike; returns (per-model timings, selective-search ms, the load
+    averages before and after)."""
+    load_before = os.getloadavg()[0]
+    times = {(n, k): [] for n, c in calls.items() for k in c if k[0] != "_"}
+    search = []
+    for round_ in range(runs):
+        image = images[round_ % len(images)]
+        started = time.perf_counter()
+        selective_search_proposals(image, mode, max(RECALL_COUNTS))
+        search.append(time.perf_counter() - started)
+        for (name, key), values in times.items():
+            started = time.perf_counter()
+            calls[name][key]()
+            values.append(time.perf_counter() - started)
+    timings = {name: {} for name in calls}
+    for (name, key), values in times.items():
+        timings[name][key] = 1000.0 * float(np.median(values))
+    search_ms = 1000.0 * float(np.median(search))
+    return timings, search_ms, (load_before, os.getloadavg()[0])
 
 
 def evaluate_model(name, model, args, test, test_proposals) -> dict:
@@ -422,19 +428,10 @@ def evaluate_model(name, model, args, test, test_proposals) -> dict:
         outputs["num_detections"],
     )
     coco = evaluate_coco(ground_truth, results, iou_types=("bbox",))
-    timing = inference_ms(
-        name,
-        model,
-        path,
-        test["images"][0],
-        test_proposals[0],
-        args.timing_runs,
-    )
     return {
         "ap50": coco["bbox"]["AP50"],
         "ap": coco["bbox"]["AP"],
         "serving": path,
-        **timing,
     }
 
 
@@ -450,7 +447,8 @@ def format_tables(results: dict) -> str:
         f"backbone ({setup['backbone']}); {setup['machine']}. Box AP "
         "(pycocotools) through each exported serving graph; ms per image "
         "at batch 1 (median of "
-        f"{setup['timing_runs']} calls), model only; selective search "
+        f"{setup['timing_runs']} calls, every model and selective "
+        "search timed in turn), model only; selective search "
         f"({setup['mode']} mode, OpenCV, one thread): "
         f"**{ss_ms:.0f} ms per image** on the CPU, added in the last "
         "column for the models that need it.",
@@ -542,10 +540,7 @@ def main(argv=None) -> int:
         rows, note = coco_recall(args)
         recall += rows
         notes.append(f"COCO-MINI recall: {note}.")
-    timing_images = test["images"][: max(2, min(20, len(test["images"])))]
-    ss_ms = selective_search_ms(timing_images, args.mode)
-
-    models = {}
+    models, calls = {}, {}
     for name in args.models:
         keras.utils.set_random_seed(args.seed)
         model, seconds, losses = train_model(name, args, train, train_boxes)
@@ -560,6 +555,14 @@ def main(argv=None) -> int:
         )
         models[name] = row
         print(name, json.dumps(row))
+        calls[name] = timed_calls(
+            name, model, row["serving"], test["images"][0], test_boxes[0]
+        )
+    timings, ss_ms, load = interleaved_timings(
+        calls, test["images"], args.mode, args.timing_runs
+    )
+    for name, row in models.items():
+        row.update(timings[name])
 
     kwargs = shared_kwargs(args.image_size, args.num_proposals, args.smoke)
     filters = "-".join(str(f) for f in kwargs["backbone_kwargs"]["filters"])
@@ -578,7 +581,9 @@ def main(argv=None) -> int:
             "timing_runs": args.timing_runs,
             "backbone": f"vgg_small {filters} cut at stride 8",
             "machine": f"{os.cpu_count()} CPU cores"
-            + (", GPU" if tf.config.list_physical_devices("GPU") else ""),
+            + (", GPU" if tf.config.list_physical_devices("GPU") else "")
+            + f", load average {load[0]:.1f} / {load[1]:.1f} before / "
+            "after the timings",
         },
         "selective_search_ms": ss_ms,
         "models": models,
