@@ -360,12 +360,15 @@ def _pool_scan(features, rois: _RoIs, bins: _Bins, with_positions):
     return pooled if with_positions else pooled[0]
 
 
-# Relative costs per channel, fitted to forward+backward times with XLA on
-# CPU (features [2, 50, 50, 256], 7 x 7 bins; the backward's position
-# lookups dominate the gathers): building one table element ~ 1,
-# looking up one element ~ 0.1, one step of the scan per element ~ 1.
+# Relative costs per channel, fitted to times with XLA on CPU (features
+# [2, 50, 50, 256], 7 x 7 bins, 64 and 256 boxes per image): building one
+# table element ~ 1, one step of the scan per element ~ 1, looking up one
+# element ~ 0.1 for the backward's int64 keys and ~ 0.03 for the
+# forward's values (whose table base is chosen on its own: 7 at 64 boxes,
+# 4 at 256, where the backward's keys use 4 at both).
 _TABLE_BASES = (2, 3, 4, 5, 6, 7, 8)
 _LOOKUP_COST = 0.1
+_FORWARD_LOOKUP_COST = 0.03
 _DEFAULT_BOXES_PER_IMAGE = 64  # for the cost model when N is unknown
 
 
@@ -376,10 +379,12 @@ def _table_size(height: int, width: int, base: int) -> int:
     return rows * cols
 
 
-def _table_cost(height, width, boxes_per_image, output_size, base) -> float:
+def _table_cost(
+    height, width, boxes_per_image, output_size, base, lookup_cost=_LOOKUP_COST
+) -> float:
     lookups = _num_lookups(height, base) * _num_lookups(width, base)
     bins = boxes_per_image * output_size[0] * output_size[1]
-    return _table_size(height, width, base) + _LOOKUP_COST * bins * lookups
+    return _table_size(height, width, base) + lookup_cost * bins * lookups
 
 
 def _boxes_per_image(features, boxes):
@@ -391,12 +396,18 @@ def _boxes_per_image(features, boxes):
     return _DEFAULT_BOXES_PER_IMAGE
 
 
-def _table_base(height: int, width: int, boxes_per_image, output_size) -> int:
+def _table_base(
+    height: int,
+    width: int,
+    boxes_per_image,
+    output_size,
+    lookup_cost: float = _LOOKUP_COST,
+) -> int:
     """The table base with the lowest modelled cost."""
     return min(
         _TABLE_BASES,
         key=lambda base: _table_cost(
-            height, width, boxes_per_image, output_size, base
+            height, width, boxes_per_image, output_size, base, lookup_cost
         ),
     )
 
@@ -429,24 +440,32 @@ def _pool_scan_masked(features, rois: _RoIs, bins: _Bins, with_positions):
     )
 
 
-def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, base):
+def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, bases):
+    """`bases`: (forward value tables, backward key tables) for "table"."""
+
     @ops.custom_gradient
     def pool_with_argmax_gradient(features, boxes):
         batch, height, width, channels = shape_list(features)
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
         if method == "table":
-            lookups = _table_lookups(rois, bins, batch, height, width, base)
-            pooled = _pool_table(features, lookups, base)
+            lookups = _table_lookups(rois, bins, batch, height, width, bases[0])
+            pooled = _pool_table(features, lookups, bases[0])
         else:
             pooled = _pool_scan_masked(features, rois, bins, False)
 
         def argmax_positions():
             # Only the backward pass builds the argmax (keys or scan).
             dtype = keras.backend.standardize_dtype(features.dtype)
-            if method == "table" and dtype != "float64":
-                return _table_argmax(features, lookups, base)
-            return _pool_scan_masked(features, rois, bins, True)
+            if method != "table" or dtype == "float64":
+                return _pool_scan_masked(features, rois, bins, True)
+            key_base = bases[1]
+            key_lookups = (
+                lookups
+                if key_base == bases[0]
+                else _table_lookups(rois, bins, batch, height, width, key_base)
+            )
+            return _table_argmax(features, key_lookups, key_base)
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -589,13 +608,16 @@ def _roi_pool(
             "The window-table method needs static H and W. Received: "
             f"features.shape={features.shape}."
         )
+    bases = (base, base)
     if method == "auto":
-        method, auto_base = _choose_method(features, boxes, output_size)
-        base = base or auto_base
+        method, _ = _choose_method(features, boxes, output_size)
     if method == "table" and base is None:
         height, width = features.shape[1:3]
         per_image = _boxes_per_image(features, boxes)
-        base = _table_base(height, width, per_image, output_size)
+        bases = tuple(
+            _table_base(height, width, per_image, output_size, cost)
+            for cost in (_FORWARD_LOOKUP_COST, _LOOKUP_COST)
+        )
     return _roi_pool_flat(
-        features, boxes, output_size, spatial_scale, method, base
+        features, boxes, output_size, spatial_scale, method, bases
     )
