@@ -159,8 +159,9 @@ def test_graves_window_attention(data, bad):
     np.testing.assert_array_equal(window[~mask.any(-1)], 0.0)
     assert (phi >= 0).all()
     assert (new_kappa >= np.asarray(args[1]) - 1e-6 * np.abs(kappa)).all()
-    if not huge:
-        h.assert_all_finite(window, new_kappa, phi)
+    h.assert_all_finite(new_kappa, phi)  # clamped exponentials
+    if not huge:  # a window of 1e30 features times phi may overflow
+        h.assert_all_finite(window)
         grads = h.gradients(lambda s, k, c: fn(s, k, c, mask), args, (0, 1, 2))
         h.assert_all_finite(*grads)
     (dirty,) = _weighted([sequence], mask, bad)
