@@ -169,6 +169,30 @@ def _replace_directory(source: Path, target: Path) -> None:
     _remove(aside)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux says it
+    (`os.umask` can only read it by setting it, which races with threads
+    creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_mode(path: Path, directory: bool) -> None:
+    """`mkdtemp`/`mkstemp` create owner-only entries (0700/0600); what
+    replaces the target gets the mode a plain `mkdir`/`open` would give
+    (0777/0666 less the umask), so that a TF Serving process running as
+    another user can read a new version."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _partial_name(target: Path) -> str:
     return f".{target.name}{_PARTIAL}{os.getpid()}-"
 
@@ -205,6 +229,7 @@ def atomic_directory(path: PathLike) -> Iterator[str]:
     temporary = Path(
         tempfile.mkdtemp(prefix=_partial_name(target), dir=target.parent)
     )
+    _give_default_mode(temporary, directory=True)
     try:
         yield str(temporary)
         _fsync_tree(temporary)
@@ -238,6 +263,7 @@ def atomic_file(path: PathLike) -> Iterator[str]:
     )
     os.close(descriptor)
     temporary = Path(name)
+    _give_default_mode(temporary, directory=False)
     try:
         yield str(temporary)
         if not temporary.is_file():

@@ -4,6 +4,8 @@ tests/export/test_atomic_export.py."""
 
 import os
 import re
+import stat
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -131,3 +133,19 @@ def test_atomic_model_checkpoint_saves_best_only(tmp_path):
 def test_atomic_model_checkpoint_rejects_placeholders(tmp_path):
     with pytest.raises(ValueError, match="Received: filepath="):
         saving.AtomicModelCheckpoint(tmp_path / "m-{epoch}.keras")
+
+
+def test_atomic_writes_get_default_permissions(tmp_path):
+    # mkdtemp/mkstemp create owner-only entries; what replaces the target
+    # must be readable as a plain mkdir/open would make it (TF Serving may
+    # run as another user).
+    umask = os.umask(0o022)
+    try:
+        with saving.atomic_directory(tmp_path / "1") as folder:
+            (Path(folder) / "saved_model.pb").write_bytes(b"x")
+        with saving.atomic_file(tmp_path / "model.keras") as name:
+            Path(name).write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "1").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model.keras").stat().st_mode) == 0o644
