@@ -106,6 +106,61 @@ def build_parser() -> ArgumentParser:
         "--seed", type=int, default=0, help="seed of the data and weights"
     )
     parser.add_argument(
+        "--filters",
+        type=lambda text: tuple(int(f) for f in text.split(",")),
+        default=(16, 32, 64, 128),
+        help="encoder widths, one stride-2 block each, comma-separated "
+        "(default 16,32,64,128: a 6x6 grid on 84x84 canvases)",
+    )
+    parser.add_argument(
+        "--block-depth",
+        type=int,
+        default=2,
+        help="3x3 convs per encoder block; 2 with the default filters "
+        "gives each annotation a 91-px receptive field (a 28-px cell and "
+        "its neighbours)",
+    )
+    parser.add_argument(
+        "--no-coordinates",
+        action="store_true",
+        help="leave out the (y, x) channels of the annotations (the "
+        "previous encoder: --filters 32,64,64 --block-depth 1 "
+        "--no-coordinates)",
+    )
+    parser.add_argument(
+        "--doubly-stochastic",
+        type=float,
+        default=1.0,
+        help="lambda of the doubly stochastic attention penalty",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=("moving_average", "self_critical", "learned"),
+        default="self_critical",
+        help="hard attention: REINFORCE baseline",
+    )
+    parser.add_argument(
+        "--reward",
+        choices=("log_likelihood", "token_accuracy"),
+        default="log_likelihood",
+        help="hard attention: per-caption reward",
+    )
+    parser.add_argument(
+        "--entropy-weight",
+        type=float,
+        default=0.01,
+        help="hard attention: weight of the entropy bonus",
+    )
+    parser.add_argument(
+        "--hard-init",
+        type=Path,
+        default=None,
+        help="hard attention: start from the weights of this soft model "
+        "(.keras, e.g. the model.keras of a soft run): the curriculum "
+        "from soft to hard; with soft and hard in --modes, hard starts "
+        "from this run's soft model unless --hard-init is given",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="seven-segment digits, tiny model, one epoch",
@@ -277,7 +332,21 @@ def save_attention_plot(
     figure.savefig(path, dpi=80)
 
 
-def train_mode(mode, splits, codec, args, out: Path, strategy) -> tuple:
+def copy_weights(source, target) -> None:
+    """Every weight of `source` into the layer of `target` with the same
+    name (the curriculum from soft to hard attention: the models differ
+    only in how the decoder picks its context, and the learned baseline's
+    value head, which starts fresh)."""
+    if not isinstance(source, keras.Model):
+        source = keras.saving.load_model(source)
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def train_mode(
+    mode, splits, codec, args, out: Path, strategy, init=None
+) -> tuple:
     small = args.smoke
     jit_compile = jit_compile_for(strategy, True)
     with strategy.scope():
@@ -285,11 +354,19 @@ def train_mode(mode, splits, codec, args, out: Path, strategy) -> tuple:
             len(codec),
             image_shape=splits["train"][0].shape[1:],
             attention=mode,
-            filters=(8, 16, 16) if small else (32, 64, 64),
+            filters=(8, 16, 16) if small else args.filters,
+            block_depth=1 if small else args.block_depth,
+            coordinates=not args.no_coordinates,
             embedding_dim=16 if small else 64,
             decoder_units=32 if small else 192,
             attention_units=16 if small else 96,
+            doubly_stochastic=args.doubly_stochastic,
+            entropy_weight=args.entropy_weight,
+            baseline=args.baseline,
+            reward=args.reward,
         )
+        if init is not None:
+            copy_weights(init, model)
         model.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
             jit_compile=jit_compile,
@@ -367,11 +444,15 @@ def main(argv=None) -> int:
     )
     (out / "plots").mkdir(parents=True, exist_ok=True)
     splits, codec = make_splits(args)
-    results, exported = {}, None
+    results, exported, models = {}, None, {}
     for mode in args.modes:
+        init = None
+        if mode == "hard":
+            init = args.hard_init or models.get("soft")
         model, results[mode] = train_mode(
-            mode, splits, codec, args, out, strategy
+            mode, splits, codec, args, out, strategy, init
         )
+        models[mode] = model
         if mode != "none":
             save_attention_plot(
                 model,

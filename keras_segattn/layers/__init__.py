@@ -11,6 +11,7 @@ from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.layers.draw_core import DrawCore
 from keras_segattn.layers.feature_pyramid import FeaturePyramid
 from keras_segattn.layers.graves_window_attention import GravesWindowAttention
+from keras_segattn.layers.grid_coordinates import GridCoordinates
 from keras_segattn.layers.hypercolumn import Hypercolumn
 from keras_segattn.layers.mask_head import MaskHead
 from keras_segattn.layers.mask_postprocessor import MaskPostprocessor

@@ -27,8 +27,10 @@ class ShowAttendTellDecoder(keras.layers.Layer):
     - hard attention: `ẑ_t = β_t a_{s_t}` with `s_t ~ Multinoulli(α_t)`
       while training (sampled by inverse CDF from uniform `noise`, so the
       layer stays deterministic given its inputs), and with probability
-      0.5 per batch the expected context instead (section 4.1); at
-      inference the most attended location;
+      `expected_context_probability` (the paper's 0.5) per batch the
+      expected context instead (section 4.1: "we set the sampled attention
+      location s̃ to its expected value α"); at inference the most
+      attended location;
     - `h_t, c_t = LSTM([E y_{t-1}; ẑ_t], (h_{t-1}, c_{t-1}))`;
     - deep output features `E y_{t-1} + L_h h_t + L_z ẑ_t`, which a
       `Dense(vocabulary)` (`L_o`) turns into word logits (eq. 7).
@@ -42,6 +44,10 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         units: int > 0, LSTM size.
         attention_units: int > 0, size of the attention MLP.
         attention: "soft", "hard" or "none".
+        expected_context_probability: float in [0, 1], the probability per
+            batch that hard attention trains on the expected context (the
+            soft one) instead of a sampled location; 0.5 in the paper.
+        seed: seed of the hard-attention draws.
         **kwargs: base `Layer` arguments.
 
     Call arguments:
@@ -50,7 +56,8 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         initial_state: [B, 2·units], `[h_0; c_0]`.
         noise: optional float [B, T] uniform in [0, 1) for hard sampling
             (drawn by the layer when omitted); `use_expected`: optional
-            bool scalar, the 0.5-probability switch (drawn when omitted).
+            bool scalar, the expected-context switch (drawn with
+            `expected_context_probability` when omitted).
         training: hard attention samples only when true.
 
     Returns:
@@ -64,6 +71,7 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         units: int,
         attention_units: int,
         attention: str = "soft",
+        expected_context_probability: float = 0.5,
         seed=None,
         **kwargs,
     ):
@@ -74,6 +82,9 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         )
         self.attention_mode = validation.check_one_of(
             attention, ATTENTION_MODES, "attention"
+        )
+        self.expected_context_probability = validation.check_fraction(
+            expected_context_probability, "expected_context_probability"
         )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -220,7 +231,8 @@ class ShowAttendTellDecoder(keras.layers.Layer):
             )
         if sampling and use_expected is None:
             use_expected = (
-                keras.random.uniform((), seed=self.seed_generator) < 0.5
+                keras.random.uniform((), seed=self.seed_generator)
+                < self.expected_context_probability
             )
         if noise is None:
             noise = ops.zeros((batch, steps), "float32")
@@ -289,6 +301,9 @@ class ShowAttendTellDecoder(keras.layers.Layer):
                 "units": self.units,
                 "attention_units": self.attention_units,
                 "attention": self.attention_mode,
+                "expected_context_probability": (
+                    self.expected_context_probability
+                ),
                 "seed": self.seed,
             }
         )

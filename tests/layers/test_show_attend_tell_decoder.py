@@ -178,3 +178,33 @@ def test_training_draws_fresh_noise():
     second = layer(**inputs, use_expected=False, training=True)[2]
     assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
     assert keras.backend.standardize_dtype(first.dtype) == "float32"
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_expected_context_probability(probability):
+    # 1: always the expected (soft) context, no sample; 0: always a sample.
+    inputs = _inputs(5)
+    layer = ShowAttendTellDecoder(
+        **KWARGS,
+        attention="hard",
+        expected_context_probability=probability,
+        seed=3,
+    )
+    features, _, log_probs = layer(**inputs, training=True)
+    if probability == 1.0:
+        ref = np_decoder(layer, *_as64(inputs), noise=None, expected=True)
+        np.testing.assert_allclose(features, ref[0], atol=1e-5)
+        assert np.all(np.asarray(log_probs) == 0.0)
+    else:
+        assert np.all(np.asarray(log_probs) < 0.0)
+    config = layer.get_config()
+    assert config["expected_context_probability"] == probability
+    assert ShowAttendTellDecoder.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("probability", [-0.1, 1.5, "half"])
+def test_expected_context_probability_is_checked(probability):
+    with pytest.raises(ValueError, match="`expected_context_probability`"):
+        ShowAttendTellDecoder(
+            **KWARGS, attention="hard", expected_context_probability=probability
+        )
