@@ -66,7 +66,7 @@ def _caption_reward(kind, y, logits, mask):
 
 def build_caption_encoder(
     image_shape: Sequence[int],
-    filters: Sequence[int] = (32, 64, 96, 128),
+    filters: Sequence[int] = (16, 32, 64, 128),
     decoder_units: int = 256,
     block_depth: int = 2,
     coordinates: bool = True,
@@ -185,7 +185,7 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
         vocabulary_size: int,
         image_shape: Sequence[int] = (84, 84, 1),
         attention: str = "soft",
-        filters: Sequence[int] = (32, 64, 96, 128),
+        filters: Sequence[int] = (16, 32, 64, 128),
         block_depth: int = 2,
         coordinates: bool = True,
         embedding_dim: int = 64,
