@@ -291,6 +291,25 @@ def evaluate(model, images, captions, codec=DIGITS, batch_size=256) -> dict:
         result["exact_match"] = float(
             np.mean([h == r for h, r in zip(hypotheses, captions, strict=True)])
         )
+        # Exact match by the number of digits on the canvas.
+        digits = [
+            sum(w in digit_captions.DIGIT_WORDS for w in r.split())
+            for r in captions
+        ]
+        result["exact_match_by_digits"] = {
+            str(n): float(
+                np.mean(
+                    [
+                        h == r
+                        for h, r, d in zip(
+                            hypotheses, captions, digits, strict=True
+                        )
+                        if d == n
+                    ]
+                )
+            )
+            for n in sorted(set(digits))
+        }
     else:
         count = min(len(group) for group in captions)
         references = [[group[k] for group in captions] for k in range(count)]
