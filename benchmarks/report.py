@@ -60,6 +60,15 @@ def _run(script: str, args: list[str], folder: Path) -> dict:
     return json.loads(target.read_text())
 
 
+def _utc(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _utc_now() -> str:
+    return _utc(datetime.datetime.now(datetime.timezone.utc).timestamp())
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -107,7 +116,12 @@ def _ratio(value, target=None) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |"]
     lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += [
+        "| "
+        + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in row)
+        + " |"
+        for row in rows
+    ]
     return lines
 
 
@@ -305,6 +319,15 @@ def build(results, machine, command) -> tuple[str, str]:
         f"- Load average (1 min) at start {machine['load_start']:.1f}, at "
         f"end {machine['load_end']:.1f}, on {machine['cores']} cores.",
     ]
+    header.append(
+        "- Each benchmark's results written at: "
+        + ", ".join(f"`{k}` {v}" for k, v in machine["written"].items())
+        + (
+            f"; report rendered from them at {machine['rendered']}"
+            if machine.get("rendered")
+            else ""
+        )
+    )
     if machine.get("note"):
         header.append(f"- Note: {machine['note']}")
     if max(machine["load_start"], machine["load_end"]) > machine["cores"]:
@@ -426,9 +449,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     machine = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"
-        ),
+        "date": _utc_now(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
@@ -461,9 +482,16 @@ def main(argv=None) -> int:
         machine_file = folder / "machine.json"
         if args.render_only:
             machine = json.loads(machine_file.read_text())
+            machine["rendered"] = _utc_now()
         else:
             machine["load_end"] = os.getloadavg()[0]
             machine_file.write_text(json.dumps(machine, indent=1))
+        machine["written"] = {
+            Path(script).stem: _utc(
+                (folder / f"{Path(script).stem}.json").stat().st_mtime
+            )
+            for script, _ in runs.values()
+        }
     report, block = build(results, machine, args.command)
     args.output.write_text(report)
     print(f"wrote {args.output}")
