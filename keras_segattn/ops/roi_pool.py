@@ -529,8 +529,9 @@ def roi_pool(
     images, boxes or bins. With a static feature size it reads each bin's
     max from tables of window maxima: windows of 1, m, m**2, ... pixels
     along each axis, m * m gathers per bin whatever its size, the base m
-    chosen from the shapes (4 for 64 boxes of 7 x 7 bins on a 50 x 50 map,
-    whose tables are about 7 times the map). With an unknown H or W, or
+    chosen from the shapes (for 7 x 7 bins on a 50 x 50 map: 7 for the
+    forward at 64 boxes, 4 at 256, tables about 4 and 7 times the map;
+    4 for the backward's argmax keys). With an unknown H or W, or
     when the tables would cost more than scanning (few boxes on a large
     map), it runs a masked running max over the rows then the columns of
     the map (`fori_loop`s over H and W, intermediates [K, ph, W, C]). Both

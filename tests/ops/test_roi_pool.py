@@ -243,6 +243,33 @@ def test_numeric_gradients(method):
     )
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("base", [2, 4])
+def test_table_bin_holding_a_nan_sends_no_gradient(base, jit_compile):
+    # The int64 argmax keys put NaN above +inf: the bin that holds it sends
+    # no gradient (not even to its largest number); the others send theirs
+    # to their first argmax, -0.0 and 0.0 tying as in torchvision.
+    features = np.zeros((1, 4, 4, 2), F32)
+    features[0, :, :, 0] = np.arange(16).reshape(4, 4)
+    features[0, 0, 1, 0] = np.nan  # in bin (0, 0) of channel 0
+    features[0, 0, 0, 1] = -0.0  # channel 1: all zeros, first one -0.0
+    boxes = np.array([[[0.0, 0.0, 3.0, 3.0]]], F32)
+
+    @tf.function(jit_compile=jit_compile)
+    def gradient(f):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            out = _roi_pool(f, boxes, 2, method="table", base=base)
+            loss = tf.reduce_sum(out * tf.constant([1.0, 10.0]))
+        return tape.gradient(loss, f)
+
+    grad = gradient(tf.constant(features)).numpy()[0]
+    expected = np.zeros((4, 4, 2), F32)
+    expected[[1, 3, 3], [3, 1, 3], 0] = 1.0  # bins (0, 1), (1, 0), (1, 1)
+    expected[[0, 0, 2, 2], [0, 2, 0, 2], 1] = 10.0  # each bin's first pixel
+    np.testing.assert_array_equal(grad, expected)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_padding_boxes_zero_output_and_gradient(features, method):
     boxes = np.array(
