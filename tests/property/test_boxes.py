@@ -69,13 +69,16 @@ def test_box_coding(shape, weights, dtype, data):
         return deltas, ops.decode_boxes(deltas, a, weights)
 
     key = ("box_coding", weights)
-    finite_inputs = np.abs(np.nan_to_num(np.concatenate([boxes, anchors])))
+    # Eager and XLA round differently where coordinates cancel: allow
+    # 1e-6 of the largest input (a few float32 ulps of it).
+    inputs = np.concatenate([boxes, anchors])
+    finite_inputs = np.abs(np.where(np.isfinite(inputs), inputs, 0.0))
     deltas, decoded = h.assert_eager_equals_xla(
         round_trip,
         (boxes_t, anchors_t),
         key,
         "float32",
-        scale=max(1.0, float(finite_inputs.max(initial=0.0)) * 1e-2),
+        scale=max(1.0, float(finite_inputs.max(initial=0.0)) * 0.1),
     )
     assert deltas.shape == decoded.shape == boxes.shape
     boxes = h.numpy(boxes_t).astype("float64")  # after the dtype cast
