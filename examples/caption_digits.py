@@ -152,13 +152,13 @@ def build_parser() -> ArgumentParser:
         help="hard attention: weight of the entropy bonus",
     )
     parser.add_argument(
-        "--hard-init",
+        "--init-from",
         type=Path,
         default=None,
-        help="hard attention: start from the weights of this soft model "
-        "(.keras, e.g. the model.keras of a soft run): the curriculum "
-        "from soft to hard; with soft and hard in --modes, hard starts "
-        "from this run's soft model unless --hard-init is given",
+        help="start every mode from the weights of this model (.keras, "
+        "e.g. the model.keras of a soft run): the curriculum from soft to "
+        "hard, or a continuation; with soft and hard in --modes, hard "
+        "starts from this run's soft model unless --init-from is given",
     )
     parser.add_argument(
         "--smoke",
@@ -465,9 +465,9 @@ def main(argv=None) -> int:
     splits, codec = make_splits(args)
     results, exported, models = {}, None, {}
     for mode in args.modes:
-        init = None
-        if mode == "hard":
-            init = args.hard_init or models.get("soft")
+        init = args.init_from
+        if mode == "hard" and init is None:
+            init = models.get("soft")
         model, results[mode] = train_mode(
             mode, splits, codec, args, out, strategy, init
         )
