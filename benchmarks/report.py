@@ -5,7 +5,8 @@ Runs, each in a fresh subprocess of this interpreter (run it with
 
 - `bench_roi_ops.py`: RoIPool, RoIAlign and MultiScaleRoIAlign against
   torchvision, forward and training path (output + gradient);
-- `bench_grid_sample.py`: affine_grid + grid_sample against torch;
+- `bench_grid_sample.py`: affine_grid + grid_sample against torch
+  (without its keras `map_coordinates` rows, which take minutes);
 - `bench_train_step.py`: each flagship model's train step with and without
   XLA;
 - `bench_serving.py`: each committed SavedModel's `serving_default`
@@ -17,9 +18,14 @@ tables into README.md between the `<!-- speed-tables:begin -->` and
 `<!-- speed-tables:end -->` markers. Nothing in the report is typed by
 hand: rerun it to refresh.
 
+`--json-dir DIR` keeps each benchmark's JSON; `--reuse NAME ...` reads
+those benchmarks' JSON from DIR instead of running them (after the others
+have run), and `--render-only` runs nothing; the header says when each
+result was written.
+
 Usage:
     python benchmarks/report.py [--quick] [--output benchmarks/REPORT.md]
-        [--readme README.md | --no-readme]
+        [--readme README.md | --no-readme] [--json-dir DIR [--reuse ...]]
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ TARGETS = {
     "roi_pool (ours)": {"fwd": 0.5, "fwd+bwd": 0.5},
     "roi_align (ours)": {"fwd": 0.3, "fwd+bwd": 0.3},
 }
+SCRIPTS = (
+    "bench_roi_ops.py",
+    "bench_grid_sample.py",
+    "bench_train_step.py",
+    "bench_serving.py",
+)
 GRID_TARGETS = {(64, 60, 60, 1): 1.0, (16, 128, 128, 32): 0.75}
 
 
@@ -443,6 +455,15 @@ def main(argv=None) -> int:
         help="rebuild the report from the JSON in --json-dir, running nothing",
     )
     parser.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        choices=[Path(name).stem for name in SCRIPTS],
+        help="read these benchmarks' JSON from --json-dir (written by an "
+        "earlier or concurrent run, read after the others have run) instead "
+        "of running them; the header lists when each was written",
+    )
+    parser.add_argument(
         "--command",
         default="make bench",
         help="the command named in the report as the one that made it",
@@ -460,25 +481,26 @@ def main(argv=None) -> int:
     quick = ["--quick"] if args.quick else []
     runs = {
         "roi": ("bench_roi_ops.py", quick),
-        "grid": ("bench_grid_sample.py", quick),
+        "grid": ("bench_grid_sample.py", [*quick, "--no-map-coordinates"]),
         "train": ("bench_train_step.py", ["--steps", "3" if quick else "5"]),
         "serving": ("bench_serving.py", ["--repeats", "5" if quick else "10"]),
     }
-    if args.render_only and args.json_dir is None:
-        parser.error("--render-only needs --json-dir")
+    if (args.render_only or args.reuse) and args.json_dir is None:
+        parser.error("--render-only and --reuse need --json-dir")
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.json_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         results = {}
         for key, (script, script_args) in runs.items():
-            if args.render_only:
+            if not (args.render_only or Path(script).stem in args.reuse):
+                results[key] = _run(script, script_args, folder)
+        for key, (script, _) in runs.items():  # read after the runs
+            if key not in results:
                 path = folder / f"{Path(script).stem}.json"
                 try:
                     results[key] = json.loads(path.read_text())
                 except (OSError, json.JSONDecodeError) as error:
                     raise ValueError(f"Cannot read {path}: {error}") from None
-            else:
-                results[key] = _run(script, script_args, folder)
         machine_file = folder / "machine.json"
         if args.render_only:
             machine = json.loads(machine_file.read_text())
