@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -35,7 +36,11 @@ def batched_nms(
     `valid` are collapsed to the origin, so they are never kept and never
     suppress another box.
 
-    Boxes with a NaN or infinite coordinate or score are never kept and
+    A box is suppressed when its IoU with a kept box is strictly greater
+    than `iou_threshold`, as in torchvision (TF's own NMS suppresses at
+    equality and keeps identical boxes at 0: the threshold is moved to the
+    next float32). Boxes with a NaN or infinite coordinate or score are
+    never kept and
     never suppress another box; N = 0 boxes and B = 0 images give no kept
     slots. Boxes with x2 < x1 or y2 < y1 have zero area (IoU 0 with every
     box), so they suppress nothing and are kept by score. The category
@@ -107,7 +112,14 @@ def batched_nms(
         boxes,
         scores,
         max_output_size,
-        iou_threshold=iou_threshold,
+        # TF suppresses at IoU >= threshold, torchvision at IoU >
+        # threshold: the next float32 up gives exactly that for float32
+        # IoUs. TF keeps everything at 0 (and at denormal thresholds):
+        # the smallest normal float32 stands for "IoU > 0".
+        iou_threshold=max(
+            float(np.nextafter(np.float32(iou_threshold), np.float32(2))),
+            float(np.finfo(np.float32).tiny),
+        ),
         pad_to_max_output_size=True,
         canonicalized_coordinates=True,
     )

@@ -126,3 +126,19 @@ def test_no_boxes_or_no_images_give_no_kept_slots(shape):
 def test_integer_boxes_are_refused():
     with pytest.raises(TypeError, match="boxes.dtype=int32"):
         batched_nms(np.zeros((1, 2, 4), "int32"), np.zeros((1, 2)), 2, 0.5)
+
+
+@pytest.mark.parametrize(
+    "threshold, expected", [(0.0, [0, 2]), (0.5, [0, 1, 2]), (1.0, [0, 1, 2])]
+)
+def test_suppression_is_strict_as_in_torchvision(threshold, expected):
+    # Regression (issue 21): TF's NMS suppresses at IoU == threshold and
+    # kept identical boxes at threshold 0; torchvision suppresses at
+    # IoU > threshold only. Boxes 0 and 1 have IoU exactly 0.5.
+    boxes = np.array([[[0, 0, 2, 1], [0, 0, 1, 1], [5, 5, 6, 6]]], "float32")
+    if threshold != 0.5:
+        boxes[0, 1] = boxes[0, 0]  # identical: IoU 1
+    scores = np.array([[0.9, 0.8, 0.7]], "float32")
+    indices, kept = batched_nms(boxes, scores, 3, threshold)
+    kept = np.asarray(kept)[0]
+    assert np.asarray(indices)[0][kept].tolist() == expected
