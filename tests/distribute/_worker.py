@@ -294,7 +294,7 @@ def _caption_data():
     return x, y
 
 
-def _captioner(attention):
+def _captioner(attention, **options):
     from keras_segattn.models import ShowAttendTellCaptioner
 
     return ShowAttendTellCaptioner(
@@ -306,6 +306,7 @@ def _captioner(attention):
         decoder_units=8,
         attention_units=5,
         dropout=0.0,
+        **options,
     )
 
 
@@ -314,17 +315,34 @@ def captioner_soft():
     return compare(lambda: _captioner("soft"), x, y)
 
 
-def captioner_hard():
+def captioner_hard(**options):
     from keras_segattn.layers.show_attend_tell_decoder import (
         ShowAttendTellDecoder,
     )
 
-    call = ShowAttendTellDecoder.call
+    call = getattr(
+        ShowAttendTellDecoder, "_unfixed_call", ShowAttendTellDecoder.call
+    )
+    ShowAttendTellDecoder._unfixed_call = call
 
+    # `training` must be a named parameter: Keras passes it only to calls
+    # whose signature names it (with **kwargs alone the layer never
+    # sampled, and REINFORCE went untested).
     def fixed_call(
-        self, caption_embeddings, annotations, initial_state, **kwargs
+        self,
+        caption_embeddings,
+        annotations,
+        initial_state,
+        noise=None,
+        use_expected=None,
+        training=None,
     ):
-        if kwargs.get("training"):
+        kwargs = {
+            "noise": noise,
+            "use_expected": use_expected,
+            "training": training,
+        }
+        if training:
             # Locations from the examples' own embeddings, in [0, 1).
             steps = ops.shape(caption_embeddings)[1]
             score = ops.mean(ops.cast(caption_embeddings, "float32"), -1)
@@ -343,11 +361,21 @@ def captioner_hard():
     ShowAttendTellDecoder.call = fixed_call
     x, y = _caption_data()
     return compare(
-        lambda: _captioner("hard"),
+        lambda: _captioner("hard", **options),
         x,
         y,
         state=("reward_average", "reward_updates", "reward_baseline"),
     )
+
+
+def captioner_hard_self_critical():
+    """The greedy pass's rewards as baselines, per example."""
+    return captioner_hard(baseline="self_critical")
+
+
+def captioner_hard_learned():
+    """The value head's squared error as a share of the global mean."""
+    return captioner_hard(baseline="learned", reward="token_accuracy")
 
 
 def translator(loss=None):
@@ -517,6 +545,8 @@ FAMILIES = {
         "draw",
         "captioner_soft",
         "captioner_hard",
+        "captioner_hard_self_critical",
+        "captioner_hard_learned",
         "translator",
         "faster_rcnn",
         "fast_rcnn",

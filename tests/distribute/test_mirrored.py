@@ -28,6 +28,10 @@ GROUPS = {
         "draw",
     ),
     "captioner": ("captioner_soft", "captioner_hard"),
+    "captioner_baselines": (
+        "captioner_hard_self_critical",
+        "captioner_hard_learned",
+    ),
     "detector": ("faster_rcnn", "fast_rcnn"),
 }
 TIMEOUT_S = 300
@@ -139,6 +143,8 @@ def test_helpers_in_replicas(groups):
         "translator",
         "draw",
         "captioner_soft",
+        "captioner_hard_self_critical",
+        "captioner_hard_learned",
         "faster_rcnn",
         "fast_rcnn",
     ],
@@ -146,7 +152,9 @@ def test_helpers_in_replicas(groups):
 def test_mirrored_fit_matches_one_device(groups, family):
     """fcn: the control (a Keras loss); translator: `TokenCrossentropy`
     with unequal padding per replica; draw: ε fixed per example;
-    captioner_soft: captions of unequal lengths; faster_rcnn: Mask R-CNN
+    captioner_soft: captions of unequal lengths; captioner_hard_*: the
+    self-critical and learned baselines with locations fixed per example;
+    faster_rcnn: Mask R-CNN
     with sampling scores fixed per candidate (unequal positives per
     replica, so the mask loss needs the global count); fast_rcnn: the
     same on given proposals, no RPN."""
