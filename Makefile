@@ -13,7 +13,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-$(TF_WHEEL): setup.cfg pyproject.toml Makefile | $(PY)
+$(VENV)/.installed-$(TF_WHEEL): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet -e ".[$(TF_WHEEL),test,examples,dev,keras-cv,proposals,onnx,litert]"
 	# The `serving` extra (tensorflow-serving-api) requires the `tensorflow`
 	# wheel by name, which would pull in a second TensorFlow beside
