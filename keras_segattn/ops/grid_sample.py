@@ -316,7 +316,10 @@ def grid_sample(
     Non-finite values: a NaN grid coordinate gives 0 in every padding
     mode, and so does an infinite one except with "border", which clamps
     it to the edge; huge finite coordinates are outside the image (0 with
-    "zeros") or clamped/reflected like any other. A sample outside the
+    "zeros") or clamped/reflected like any other (the reflection of a
+    coordinate beyond about 1e7 pixels, where float32 no longer resolves
+    a pixel, is finite but float noise, and differs eagerly and under
+    XLA). A sample outside the
     image with "zeros" padding is exactly 0 whatever the image holds. A
     NaN or infinite pixel propagates to every sample whose 2 x 2 bilinear
     neighbourhood contains it, even with a zero weight (0 * NaN = NaN, as

