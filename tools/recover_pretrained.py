@@ -322,7 +322,10 @@ def _translator():
     }
 
 
-def _captioner():
+def _captioner(attention="soft"):
+    # caption_digits_hard (issue 19) and the retrained caption_digits ship
+    # config.json + model.weights.h5: `build` is only the recovery of the
+    # first caption_digits export, whose SavedModel held the weights.
     example = load_example("caption_digits")
 
     def build():
@@ -333,8 +336,10 @@ def _captioner():
         return ShowAttendTellCaptioner(
             len(example.DIGITS),
             image_shape=(84, 84, 1),
-            attention="soft",
+            attention=attention,
             filters=(32, 64, 64),
+            block_depth=1,
+            coordinates=False,
             embedding_dim=64,
             decoder_units=192,
             attention_units=96,
@@ -367,7 +372,7 @@ def _captioner():
         "samples": _caption_canvases,
         "export": export,
         "input": "images",
-        "metrics": ("results", "soft"),
+        "metrics": ("results", attention),
         "metadata": {
             "task": "image_captioning",
             "vocabulary": list(example.DIGITS.vocabulary),
@@ -496,6 +501,7 @@ def recipe(name: str) -> dict:
         "stn_cluttered_mnist": _stn,
         "nmt_spa_eng": _translator,
         "caption_digits": _captioner,
+        "caption_digits_hard": lambda: _captioner("hard"),
         "digits_mask_rcnn": lambda: _mask_rcnn(False),
         "digits_mask_rcnn_fpn": lambda: _mask_rcnn(True),
         "digits_yolo": _yolo,

@@ -46,6 +46,7 @@ PRETRAINED_MODELS = (
     "stn_cluttered_mnist",
     "nmt_spa_eng",
     "caption_digits",
+    "caption_digits_hard",
     "digits_mask_rcnn",
     "digits_mask_rcnn_fpn",
     "digits_yolo",

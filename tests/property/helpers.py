@@ -64,17 +64,19 @@ def jitted(fn, key):
 
 def assert_eager_equals_xla(fn, args, key, dtype="float32", scale=1.0):
     """`fn(*args)` eagerly and under XLA agree (NaN where NaN), output by
-    output, within the dtype's tolerance times `scale` (the magnitude of
-    the values whose rounding errors can add up, e.g. cancelling
-    coordinates); returns the eager outputs as NumPy."""
+    output, within the dtype's relative tolerance plus an absolute one of
+    that tolerance times `scale` (the magnitude of the values whose
+    rounding errors can add up, e.g. cancelling coordinates); returns the
+    eager outputs as NumPy."""
     eager = tf.nest.flatten(fn(*args))
     xla = tf.nest.flatten(jitted(fn, key)(*args))
-    tol = TOLERANCE[dtype] * scale
+    rtol = TOLERANCE[dtype]
+    atol = rtol * scale
     outputs = []
     for a, b in zip(eager, xla, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         a, b = numpy(a), numpy(b)
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, equal_nan=True)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
         outputs.append(a)
     return outputs
 
