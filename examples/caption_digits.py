@@ -6,8 +6,9 @@ left of seven above one"). Trains `ShowAttendTellCaptioner` three times
 with `model.fit` (XLA): the plain RNN captioner (no attention: the mean
 image feature as a fixed context), soft
 attention (deterministic, doubly stochastic penalty) and hard attention
-(sampled locations, REINFORCE with a moving-average baseline and entropy
-bonus). Reports exact-match accuracy and sacreBLEU of greedy captions on
+(sampled locations, REINFORCE with the --baseline, self-critical by
+default, and an entropy bonus; with soft in --modes too it starts from the
+soft model). Reports exact-match accuracy and sacreBLEU of greedy captions on
 canvases built from the MNIST test pool, plots the attention map of every
 word (upsampled α, as in the paper's figures) and exports the soft model
 as a TF-Serving SavedModel (`images` uint8 [b, 84, 84, 1] -> `caption`,
