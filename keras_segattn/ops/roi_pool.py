@@ -512,8 +512,11 @@ def roi_pool(
     1 x 1 pixel, bin `i` spans rows [floor(i * bin_h), ceil((i + 1) *
     bin_h)) from the box start (overlapping its neighbours by up to a
     pixel), bins are clipped to the map, an empty bin gives 0 and any other
-    bin its maximum. The gradient of each bin goes to its argmax only (the
-    first maximum in row-major order on ties), as in torchvision.
+    bin its maximum, NaN and -inf features never winning (as in that
+    kernel: a bin holding only NaN or -inf gives the dtype's lowest
+    finite value, -FLT_MAX in float32; +inf wins like any maximum). The
+    gradient of each bin goes to its argmax only (the first maximum in
+    row-major order on ties), as in torchvision.
 
     Boxes are a padded, static-size batch [B, N, 4] of absolute
     (x1, y1, x2, y2) image pixels; torchvision's flat [K, 5] form
@@ -603,6 +606,13 @@ def _roi_pool(
     if base is not None:
         validation.check_one_of(base, _TABLE_BASES, "base")
     features = _prepare_features(features)
+    # torchvision's kernel starts each bin at -FLT_MAX and takes a value
+    # only if it is larger, so NaN and -inf never win and a bin holding
+    # nothing else gives -FLT_MAX. Raising them to the lowest finite value
+    # gives exactly that, the same eagerly and under XLA (whose max
+    # reductions treat NaN differently), with no gradient to them.
+    lowest = tf.as_dtype(features.dtype).min
+    features = ops.where(ops.greater_equal(features, lowest), features, lowest)
     boxes = _prepare_boxes(boxes, features, validate)
     if method == "table" and None in features.shape[1:3]:
         raise ValueError(

@@ -245,10 +245,10 @@ def test_numeric_gradients(method):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("base", [2, 4])
-def test_table_bin_holding_a_nan_sends_no_gradient(base, jit_compile):
-    # The int64 argmax keys put NaN above +inf: the bin that holds it sends
-    # no gradient (not even to its largest number); the others send theirs
-    # to their first argmax, -0.0 and 0.0 tying as in torchvision.
+def test_table_bin_holding_a_nan_sends_its_gradient_past_it(base, jit_compile):
+    # As in torchvision's kernel, NaN never wins: the bin that holds it
+    # sends its gradient to its largest number; the others send theirs to
+    # their first argmax, -0.0 and 0.0 tying as in torchvision.
     features = np.zeros((1, 4, 4, 2), F32)
     features[0, :, :, 0] = np.arange(16).reshape(4, 4)
     features[0, 0, 1, 0] = np.nan  # in bin (0, 0) of channel 0
@@ -265,7 +265,8 @@ def test_table_bin_holding_a_nan_sends_no_gradient(base, jit_compile):
 
     grad = gradient(tf.constant(features)).numpy()[0]
     expected = np.zeros((4, 4, 2), F32)
-    expected[[1, 3, 3], [3, 1, 3], 0] = 1.0  # bins (0, 1), (1, 0), (1, 1)
+    # bins (0, 0) (past the NaN at (0, 1)), (0, 1), (1, 0), (1, 1)
+    expected[[1, 1, 3, 3], [1, 3, 1, 3], 0] = 1.0
     expected[[0, 0, 2, 2], [0, 2, 0, 2], 1] = 10.0  # each bin's first pixel
     np.testing.assert_array_equal(grad, expected)
 
@@ -461,3 +462,23 @@ def test_invalid_inputs(features_shape, boxes_shape, kwargs, match):
 
 def test_integer_features_raise_type_error():
     check_integer_features_raise_type_error(roi_pool)
+
+
+@pytest.mark.parametrize("method", ["table", "scan"])
+def test_nan_and_minus_inf_never_win_as_in_torchvision(method):
+    # Issue 21: NaN features gave NaN eagerly but were skipped under XLA.
+    # torchvision's kernel keeps a value only if it beats the running
+    # maximum (from -FLT_MAX): NaN and -inf never do.
+    features = np.arange(25, dtype="float32").reshape(1, 5, 5, 1)
+    features[0, 1, 1, 0] = np.nan
+    features[0, 0, 0, 0] = -np.inf
+    boxes = np.array([[[0, 0, 4, 4], [0, 0, 1, 1]]], "float32")
+    lowest = np.finfo(np.float32).min
+    expected = [[[12, 14], [22, 24]], [[lowest, 1], [5, lowest]]]
+
+    def pool(f, b):
+        return _roi_pool(f, b, 2, method=method)
+
+    for fn in (pool, tf.function(pool, jit_compile=True)):
+        out = np.asarray(fn(features, boxes))[0, ..., 0]
+        np.testing.assert_array_equal(out, np.float32(expected))
