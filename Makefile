@@ -81,6 +81,6 @@ clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
 	find saved_models -mindepth 1 -maxdepth 1 ! -name README.md \
 	    ! -name pets_fcn ! -name camvid_fcn ! -name stn_cluttered_mnist \
-	    ! -name nmt_spa_eng ! -name caption_digits ! -name digits_mask_rcnn \
+	    ! -name nmt_spa_eng ! -name caption_digits ! -name caption_digits_hard ! -name digits_mask_rcnn \
 	    ! -name digits_mask_rcnn_fpn ! -name digits_yolo \
 	    ! -name pets_localization -exec rm -rf {} +
