@@ -128,7 +128,7 @@ def _ends_like_a_jpeg(path: Path) -> bool:
     return tail.endswith(_JPEG_END)
 
 
-def _open_checked(
+def open_checked(
     path: Path,
     kind: str,
     full: bool,
@@ -313,10 +313,8 @@ def _check_pair(
     full: bool,
     label_values: Collection[int] | None,
 ) -> tuple[int, int]:
-    image_size = _open_checked(image_path, "image", full)
-    mask_size = _open_checked(
-        mask_path, "mask", full, _MASK_MODES, label_values
-    )
+    image_size = open_checked(image_path, "image", full)
+    mask_size = open_checked(mask_path, "mask", full, _MASK_MODES, label_values)
     if image_size != mask_size:
         raise ValueError(
             f"Image and mask sizes differ: {image_path} is "
@@ -333,7 +331,7 @@ def verify_pairs(
     label_values: Collection[int] | None = None,
     on_error: str = "raise",
 ) -> tuple[list[Path], list[Path], list[tuple[int, int]]]:
-    """Checks every image/mask pair (`_open_checked`, equal sizes).
+    """Checks every image/mask pair (`open_checked`, equal sizes).
 
     Args:
         image_paths, mask_paths: the pairs.

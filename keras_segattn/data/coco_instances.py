@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_segattn import validation
+from keras_segattn.data._segmentation_files import open_checked
 
 PathLike = str | os.PathLike
 
@@ -78,7 +79,7 @@ def _index_annotation_file(annotation_file: Path):
     return coco
 
 
-def _image_record(coco, image_id, image_dir: Path, path: Path) -> dict:
+def _image_record(coco, image_id, image_dir: Path, path: Path, verify) -> dict:
     image = coco.imgs[image_id]
     try:
         file_name, height, width = (
@@ -97,6 +98,13 @@ def _image_record(coco, image_id, image_dir: Path, path: Path) -> dict:
             f"Image {str(image_path)!r} of {str(path)!r} (image id "
             f"{image_id}) is missing on disk. {COCO_DOWNLOAD_HINT}"
         )
+    if verify:
+        size = open_checked(image_path, "image", full=verify == "full")
+        if size != (width, height):
+            raise ValueError(
+                f"Image {str(image_path)!r} is {size[0]}x{size[1]} (width x "
+                f"height) but {str(path)!r} gives {width}x{height}."
+            )
     return {
         "image_id": int(image_id),
         "image_path": str(image_path),
@@ -112,6 +120,7 @@ def index_coco_instances(
     crowd: str = "drop",
     max_instances: int | None = None,
     skip_empty: bool = True,
+    verify: bool | str = True,
 ):
     """Checks a COCO instances file against its images and groups it.
 
@@ -122,6 +131,12 @@ def index_coco_instances(
         max_instances: keep the largest (by box area) `max_instances`
             annotations per image; None keeps all.
         skip_empty: leave out images without (kept) annotations.
+        verify: True opens every kept image with PIL (headers, PNG
+            checksums, a JPEG without its end marker decoded at 1/8
+            scale) and checks its size against the file's, so that a
+            truncated, empty or mis-sized image fails here, naming it;
+            `"full"` decodes every image; False checks only that it exists
+            (a damaged image then fails while the dataset is read).
 
     Returns:
         `(coco, records, categories)`: the pycocotools `COCO` object; one
@@ -135,9 +150,11 @@ def index_coco_instances(
         FileNotFoundError: if `annotation_file` or `image_dir` does not
             exist (the message says where to get COCO).
         ValueError: for a malformed file, an annotation of an unknown image
-            or category, or an image missing on disk (naming the files).
+            or category, an image missing on disk or (with `verify`)
+            unreadable or of another size (naming the files).
     """
     crowd = validation.check_one_of(crowd, CROWD_MODES, "crowd")
+    verify = validation.check_one_of(verify, (True, False, "full"), "verify")
     if max_instances is not None:
         max_instances = validation.check_positive_int(
             max_instances, "max_instances"
@@ -184,7 +201,7 @@ def index_coco_instances(
         annotations = grouped.get(image_id, [])
         if skip_empty and not annotations:
             continue
-        record = _image_record(coco, image_id, image_dir, path)
+        record = _image_record(coco, image_id, image_dir, path, verify)
         xywh = np.array([a["bbox"] for a in annotations], np.float32)
         xywh = xywh.reshape(-1, 4)
         order = np.argsort(-xywh[:, 2] * xywh[:, 3], kind="stable")
@@ -215,6 +232,7 @@ def load_coco_instances(
     crowd: str = "drop",
     shuffle: bool = False,
     seed: int | None = None,
+    verify: bool | str = True,
 ) -> tuple[tf.data.Dataset, list[dict]]:
     """Streams COCO instances (boxes, classes, masks) as `tf.data`.
 
@@ -235,6 +253,8 @@ def load_coco_instances(
             them as rows with `iscrowd` 1. See the module docstring.
         shuffle: shuffle the images (reshuffled every epoch).
         seed: shuffle seed.
+        verify: True, "full" or False: how the images are checked when
+            the dataset is built (see `index_coco_instances`).
 
     Returns:
         `(dataset, categories)`. The dataset yields unbatched
@@ -252,7 +272,9 @@ def load_coco_instances(
             message says where to get COCO).
         ValueError: for bad arguments, and, naming the file, for a
             malformed file, unknown image or category ids and images
-            missing on disk. An image whose decoded size differs from its
+            missing on disk, and (with `verify`) images that are
+            truncated, empty or of another size than the file says. With
+            `verify=False` an image whose decoded size differs from its
             `height`/`width` fails when read, naming the image.
     """
     height, width = validation.standardize_size(image_size, "image_size")
@@ -260,7 +282,11 @@ def load_coco_instances(
         max_instances, "max_instances"
     )
     coco, records, categories = index_coco_instances(
-        annotation_file, image_dir, crowd=crowd, max_instances=max_instances
+        annotation_file,
+        image_dir,
+        crowd=crowd,
+        max_instances=max_instances,
+        verify=verify,
     )
     if not records:
         raise ValueError(

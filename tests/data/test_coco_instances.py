@@ -250,9 +250,32 @@ def test_errors_name_the_file(tmp_path):
 def test_image_of_the_wrong_size_names_the_image(tmp_path):
     path, images_dir = _write_coco(tmp_path)
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(images_dir / "b.png")
-    dataset, _ = data.load_coco_instances(path, images_dir)
+    # Checked when the dataset is built (verify=True, the default) ...
+    with pytest.raises(ValueError, match=r"b\.png' is 5x5 .* gives 10x8"):
+        data.load_coco_instances(path, images_dir)
+    # ... or, unchecked, when the image is read.
+    dataset, _ = data.load_coco_instances(path, images_dir, verify=False)
     with pytest.raises(Exception, match=re.escape("b.png")):
         _examples(dataset)
+
+
+@pytest.mark.parametrize("fault", ["truncated", "empty"])
+@pytest.mark.parametrize("verify", [True, "full"])
+def test_damaged_image_fails_at_load_time_naming_it(tmp_path, fault, verify):
+    path, images_dir = _write_coco(tmp_path)
+    image = images_dir / "b.png"
+    content = image.read_bytes()
+    image.write_bytes(
+        content[: len(content) // 2] if fault == "truncated" else b""
+    )
+    with pytest.raises(ValueError, match=r"Cannot read image file .*b\.png"):
+        data.load_coco_instances(path, images_dir, verify=verify)
+
+
+def test_verify_is_checked(tmp_path):
+    path, images_dir = _write_coco(tmp_path)
+    with pytest.raises(ValueError, match="Received: verify='yes'"):
+        data.load_coco_instances(path, images_dir, verify="yes")
 
 
 def test_index_keeps_the_largest_instances(tmp_path):
