@@ -35,6 +35,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_segattn import saving
+
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -303,6 +305,10 @@ def save_pretrained(
     reads: `config.json`, `model.weights.h5` and `metadata.json` holding
     the given keyword arguments (JSON values: task, classes, metrics...).
 
+    Each file is written to a temporary file and renamed into place
+    (`keras_segattn.saving.atomic_file`), so a save killed midway never
+    leaves a broken file; other files in `directory` are kept.
+
     Returns:
         The directory.
     """
@@ -314,11 +320,15 @@ def save_pretrained(
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     config = keras.saving.serialize_keras_object(model)
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=1), "utf-8")
-    model.save_weights(path / WEIGHTS_FILE)
     metadata = {
         **metadata,
         "weights": {"format": "keras", "file": WEIGHTS_FILE},
     }
-    (path / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+    saving.save_model_atomic(model, path / WEIGHTS_FILE, weights_only=True)
+    for name, content in (
+        (CONFIG_FILE, json.dumps(config, indent=1)),
+        (METADATA_FILE, json.dumps(metadata, indent=2)),
+    ):
+        with saving.atomic_file(path / name) as temporary:
+            Path(temporary).write_text(content, "utf-8")
     return path
