@@ -160,9 +160,7 @@ from keras_segattn.data import load_coco_instance_arrays  # noqa: E402
 from keras_segattn.data import make_detection_augmenter  # noqa: E402
 from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
-from keras_segattn.metrics import coco_ground_truth  # noqa: E402
-from keras_segattn.metrics import coco_results  # noqa: E402
-from keras_segattn.metrics import evaluate_coco  # noqa: E402
+from keras_segattn.metrics import evaluate_detections  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -387,20 +385,12 @@ def evaluate(args) -> int:
     # The numbers are those of the exported signature, as TF Serving
     # would answer (same graph, no XLA).
     outputs = predict_served(served_dir, scenes["images"])
-    ground_truth = coco_ground_truth(
-        scenes["boxes"],
-        scenes["classes"],
-        scenes["masks"],
+    coco = evaluate_detections(
+        {key: scenes[key] for key in ("boxes", "classes", "masks")},
+        outputs,
         category_names=class_names,
+        verbose=not args.smoke,
     )
-    results = coco_results(
-        outputs["detection_boxes"],
-        outputs["detection_scores"],
-        outputs["detection_classes"],
-        outputs["num_detections"],
-        outputs["detection_masks"],
-    )
-    coco = evaluate_coco(ground_truth, results, verbose=not args.smoke)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     save_detection_plot(
         scenes,
@@ -417,7 +407,7 @@ def evaluate(args) -> int:
         + " ".join(sys.argv[2:] if args.argv is None else args.argv[1:]),
         "data": describe_data(args),
         "test_scenes": len(scenes["images"]),
-        "test_instances": len(ground_truth["annotations"]),
+        "test_instances": int((scenes["classes"] >= 0).sum()),
         "box": coco["bbox"],
         "mask": coco["segm"],
         "evaluated": "serving_default of " + served_dir,

@@ -11,7 +11,7 @@ run by `models.OverfeatDetector` over a 3-scale pyramid of 100x100
 canvases holding 2-4 test-pool digits (MNIST rows 50,000+) of varied
 sizes; the per-position boxes are combined with Overfeat's greedy merge
 (`ops.overfeat_merge`) and, for comparison, with per-class NMS. Reports
-COCO box AP / AP50 (`metrics.evaluate_coco`), and writes TensorBoard logs,
+COCO box AP / AP50 (`metrics.evaluate_detections`), and writes TensorBoard logs,
 the training history, `model.keras` (the two-headed window model),
 `metrics.json` and PNGs: per-class score maps at each scale and the merged
 boxes against the ground truth.
@@ -449,21 +449,12 @@ def run_detector(detector, canvases, batch_size: int = 50) -> dict:
 
 
 def coco_box_metrics(detections, gt_boxes, gt_classes, canvas_size) -> dict:
-    ground_truth = metrics.coco_ground_truth(
-        gt_boxes,
-        gt_classes,
+    return metrics.evaluate_detections(
+        {"boxes": gt_boxes, "classes": gt_classes},
+        detections,
         image_size=(canvas_size, canvas_size),
         category_names=[str(d) for d in range(NUM_DIGITS)],
-    )
-    results = metrics.coco_results(
-        detections["detection_boxes"],
-        detections["detection_scores"],
-        detections["detection_classes"],
-        detections["num_detections"],
-    )
-    return metrics.evaluate_coco(ground_truth, results, iou_types=("bbox",))[
-        "bbox"
-    ]
+    )["bbox"]
 
 
 def save_score_maps(detector, canvas, path: Path) -> None:

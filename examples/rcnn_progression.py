@@ -171,9 +171,7 @@ from keras_segattn.data import proposal_recall  # noqa: E402
 from keras_segattn.data import selective_search_proposals  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.export import export_proposal_detector_for_serving  # noqa: E402
-from keras_segattn.metrics import coco_ground_truth  # noqa: E402
-from keras_segattn.metrics import coco_results  # noqa: E402
-from keras_segattn.metrics import evaluate_coco  # noqa: E402
+from keras_segattn.metrics import evaluate_detections  # noqa: E402
 from keras_segattn.models import RCNN  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 from keras_segattn.models import FastRCNN  # noqa: E402
@@ -415,19 +413,12 @@ def interleaved_timings(calls: dict, images, mode: str, runs: int) -> tuple:
 def evaluate_model(name, model, args, test, test_proposals) -> dict:
     path = export(name, model, args.output_dir)
     outputs = predict_served(name, path, test["images"], test_proposals)
-    ground_truth = coco_ground_truth(
-        test["boxes"],
-        test["classes"],
+    coco = evaluate_detections(
+        test,
+        outputs,
         image_size=test["images"].shape[1:3],
         category_names=DIGIT_CLASSES,
     )
-    results = coco_results(
-        outputs["detection_boxes"],
-        outputs["detection_scores"],
-        outputs["detection_classes"],
-        outputs["num_detections"],
-    )
-    coco = evaluate_coco(ground_truth, results, iou_types=("bbox",))
     return {
         "ap50": coco["bbox"]["AP50"],
         "ap": coco["bbox"]["AP"],

@@ -4,5 +4,6 @@ from keras_segattn.metrics.coco_evaluation import COCO_STAT_NAMES
 from keras_segattn.metrics.coco_evaluation import coco_ground_truth
 from keras_segattn.metrics.coco_evaluation import coco_results
 from keras_segattn.metrics.coco_evaluation import evaluate_coco
+from keras_segattn.metrics.coco_evaluation import evaluate_detections
 from keras_segattn.metrics.segmentation import MaskedPixelAccuracy
 from keras_segattn.metrics.segmentation import segmentation_metrics

@@ -266,3 +266,77 @@ def evaluate_coco(
                 )
             }
     return metrics
+
+
+def evaluate_detections(
+    ground_truth: dict,
+    detections: dict,
+    *,
+    image_size: Sequence[int] | None = None,
+    category_names: Sequence[str] | None = None,
+    iou_types: Sequence[str] | None = None,
+    verbose: bool = False,
+) -> dict[str, dict[str, float]]:
+    """COCO AP of TF OD API outputs against padded ground truth, in one
+    call: `coco_ground_truth` + `coco_results` + `evaluate_coco`.
+
+    Args:
+        ground_truth: dict with `boxes` [N, M, 4], `classes` [N, M] and,
+            optionally, `masks` [N, M, H, W] and `iscrowd` [N, M] (the
+            padded targets of the data pipelines).
+        detections: dict of OD API outputs (`detection_boxes`,
+            `detection_scores`, `detection_classes`, `num_detections`, and
+            `detection_masks` for instance models), e.g. what a
+            `serving_default` signature returns.
+        image_size: (height, width); needed when `ground_truth` has no
+            masks.
+        category_names: names of the classes (default "0", "1", ...).
+        iou_types: subset of ("bbox", "segm"); default "bbox", plus
+            "segm" when both sides have masks.
+        verbose: print pycocotools' summary tables.
+
+    Returns:
+        `{iou_type: {stat: value}}`, as `evaluate_coco`.
+
+    Raises:
+        ValueError: naming the argument, for a key missing from
+            `ground_truth` or `detections`, and as the three steps do.
+    """
+    for name, value, keys in (
+        ("ground_truth", ground_truth, ("boxes", "classes")),
+        (
+            "detections",
+            detections,
+            (
+                "detection_boxes",
+                "detection_scores",
+                "detection_classes",
+                "num_detections",
+            ),
+        ),
+    ):
+        missing = [key for key in keys if key not in value]
+        if missing:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected a dict with "
+                f"keys {list(keys)}. Missing: {missing}."
+            )
+    with_masks = "masks" in ground_truth and "detection_masks" in detections
+    if iou_types is None:
+        iou_types = ("bbox", "segm") if with_masks else ("bbox",)
+    truth = coco_ground_truth(
+        ground_truth["boxes"],
+        ground_truth["classes"],
+        ground_truth["masks"] if with_masks else None,
+        image_size=image_size,
+        category_names=category_names,
+        iscrowd=ground_truth.get("iscrowd"),
+    )
+    results = coco_results(
+        detections["detection_boxes"],
+        detections["detection_scores"],
+        detections["detection_classes"],
+        detections["num_detections"],
+        detections["detection_masks"] if with_masks else None,
+    )
+    return evaluate_coco(truth, results, iou_types=iou_types, verbose=verbose)

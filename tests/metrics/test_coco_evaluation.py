@@ -9,6 +9,7 @@ from keras_segattn.metrics import COCO_STAT_NAMES
 from keras_segattn.metrics import coco_ground_truth
 from keras_segattn.metrics import coco_results
 from keras_segattn.metrics import evaluate_coco
+from keras_segattn.metrics import evaluate_detections
 
 SIZE = 40
 
@@ -155,4 +156,46 @@ def test_crowd_regions_are_ignored_as_cocoeval_does():
     with pytest.raises(ValueError, match="iscrowd.shape"):
         coco_ground_truth(
             boxes, classes, image_size=(48, 48), iscrowd=np.zeros((2, 2))
+        )
+
+
+def test_evaluate_detections_equals_the_three_steps():
+    boxes, classes, masks = _ground_truth()
+    scores = [[0.9, 0.2, 0.0], [0.6, 0.0, 0.0]]
+    out = _detections(boxes, classes, masks, scores)
+    out_boxes = out[0].copy()
+    out_boxes[0, 1, 1::2] += 2.0  # IoU 2/3: a hit at 0.5, a miss at 0.75
+    keys = ("detection_boxes", "detection_scores", "detection_classes")
+    detections = dict(zip(keys, (out_boxes, out[1], out[2]), strict=True))
+    detections["num_detections"] = out[3]
+    detections["detection_masks"] = out[4]
+    # With masks on both sides: bbox and segm, as evaluate_coco's default.
+    expected = evaluate_coco(
+        coco_ground_truth(boxes, classes, masks),
+        coco_results(out_boxes, *out[1:]),
+    )
+    truth = {"boxes": boxes, "classes": classes, "masks": masks}
+    assert evaluate_detections(truth, detections) == expected
+    assert expected["bbox"]["AP75"] < expected["bbox"]["AP50"]
+    # Without detection masks: bbox only, areas from the boxes.
+    del detections["detection_masks"]
+    expected = evaluate_coco(
+        coco_ground_truth(boxes, classes, image_size=(SIZE, SIZE)),
+        coco_results(out_boxes, *out[1:4]),
+        iou_types=("bbox",),
+    )
+    assert expected.keys() == {"bbox"}
+    result = evaluate_detections(truth, detections, image_size=(SIZE, SIZE))
+    assert result == expected
+
+
+def test_evaluate_detections_names_missing_keys():
+    boxes, classes, masks = _ground_truth()
+    out = _detections(boxes, classes, masks)
+    with pytest.raises(ValueError, match=r"`ground_truth`.*\['classes'\]"):
+        evaluate_detections({"boxes": boxes}, {})
+    with pytest.raises(ValueError, match=r"`detections`.*'num_detections'"):
+        evaluate_detections(
+            {"boxes": boxes, "classes": classes},
+            {"detection_boxes": out[0], "detection_scores": out[1]},
         )
