@@ -1,12 +1,36 @@
-"""What the detection examples share: serving predictions and the plot of
-ground truth beside detections (`instance_segmentation.py`,
-`yolo_digits.py`)."""
+"""What the detection examples share: the digit scenes of each split,
+serving predictions and the plot of ground truth beside detections
+(`instance_segmentation.py`, `yolo_digits.py`, `rcnn_progression.py`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+
+def make_digit_scenes(args, split: str, count: int) -> dict:
+    """The split's digit scenes, the same in every detection example (same
+    seeds per split): seven-segment digits with `--smoke`, else MNIST
+    digits from `args.data_dir` (`data.load_digit_scene_arrays`)."""
+    from keras_segattn.data import digit_scenes
+
+    seed = args.seed + {"train": 0, "validation": 1, "test": 2}[split]
+    if args.smoke:
+        return digit_scenes.make_synthetic_digit_scenes(
+            count,
+            seed=seed,
+            image_size=args.image_size,
+            max_digits=3,
+            scale_range=(0.8, 1.0),
+        )
+    return digit_scenes.load_digit_scene_arrays(
+        args.data_dir or Path("../shared/data/mnist"),
+        split,
+        count,
+        seed=seed,
+        image_size=args.image_size,
+    )
 
 
 def predict_served(path: str, images: np.ndarray, batch_size: int = 50):

@@ -173,6 +173,7 @@ from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
+from _detection import make_digit_scenes  # noqa: E402
 from _detection import predict_served  # noqa: E402
 from _detection import save_detection_plot  # noqa: E402
 
@@ -257,25 +258,6 @@ def make_scenes(args, split: str, count: int) -> tuple[dict, list[str]]:
     if args.dataset == "coco":
         return load_coco_split(args, split)
     return make_digit_scenes(args, split, count), DIGIT_CLASSES
-
-
-def make_digit_scenes(args, split: str, count: int) -> dict:
-    seed = args.seed + {"train": 0, "validation": 1, "test": 2}[split]
-    if args.smoke:
-        return digit_scenes.make_synthetic_digit_scenes(
-            count,
-            seed=seed,
-            image_size=args.image_size,
-            max_digits=3,
-            scale_range=(0.8, 1.0),
-        )
-    return digit_scenes.load_digit_scene_arrays(
-        args.data_dir or Path("../shared/data/mnist"),
-        split,
-        count,
-        seed=seed,
-        image_size=args.image_size,
-    )
 
 
 def augmentation_name(args) -> str:

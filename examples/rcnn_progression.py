@@ -165,7 +165,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_segattn.data import cached_selective_search_proposals  # noqa: E402
-from keras_segattn.data import digit_scenes  # noqa: E402
 from keras_segattn.data import load_coco_instance_arrays  # noqa: E402
 from keras_segattn.data import proposal_recall  # noqa: E402
 from keras_segattn.data import selective_search_proposals  # noqa: E402
@@ -177,6 +176,7 @@ from keras_segattn.models import FasterRCNN  # noqa: E402
 from keras_segattn.models import FastRCNN  # noqa: E402
 
 from _common import cosine_decay  # noqa: E402
+from _detection import make_digit_scenes  # noqa: E402
 
 
 def shared_kwargs(image_size: int, num_proposals: int, smoke: bool) -> dict:
@@ -226,21 +226,6 @@ def build_model(name: str, args, num_classes: int) -> keras.Model:
         roi_op="pool",
         seed=args.seed,
         **kwargs,
-    )
-
-
-def make_scenes(args, split: str, count: int) -> dict:
-    seed = args.seed + {"train": 0, "test": 2}[split]
-    if args.smoke:
-        return digit_scenes.make_synthetic_digit_scenes(
-            count,
-            seed=seed,
-            image_size=args.image_size,
-            max_digits=3,
-            scale_range=(0.8, 1.0),
-        )
-    return digit_scenes.load_digit_scene_arrays(
-        args.data_dir, split, count, seed=seed, image_size=args.image_size
     )
 
 
@@ -511,8 +496,8 @@ def main(argv=None) -> int:
     readme = args.readme or out / "README.md"
     keras.utils.set_random_seed(args.seed)
 
-    train = make_scenes(args, "train", args.num_train)
-    test = make_scenes(args, "test", args.num_test)
+    train = make_digit_scenes(args, "train", args.num_train)
+    test = make_digit_scenes(args, "test", args.num_test)
     started = time.perf_counter()
     train_boxes, _ = split_proposals(args, "train", train, args.num_proposals)
     test_all, test_counts = split_proposals(

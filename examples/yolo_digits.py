@@ -140,6 +140,7 @@ from _common import jit_compile_for  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
+from _detection import make_digit_scenes  # noqa: E402
 from _detection import predict_served  # noqa: E402
 from _detection import save_detection_plot  # noqa: E402
 
@@ -176,27 +177,6 @@ def model_kwargs(image_size: int, smoke: bool) -> dict:
     }
 
 
-def make_scenes(args, split: str, count: int) -> dict:
-    """The split's scenes, as `examples/instance_segmentation.py` makes
-    them (same seeds)."""
-    seed = args.seed + {"train": 0, "validation": 1, "test": 2}[split]
-    if args.smoke:
-        return digit_scenes.make_synthetic_digit_scenes(
-            count,
-            seed=seed,
-            image_size=args.image_size,
-            max_digits=3,
-            scale_range=(0.8, 1.0),
-        )
-    return digit_scenes.load_digit_scene_arrays(
-        args.data_dir or Path("../shared/data/mnist"),
-        split,
-        count,
-        seed=seed,
-        image_size=args.image_size,
-    )
-
-
 def augmentation_name(args) -> str:
     """`--augment` resolved ("auto" is "none" on generated scenes)."""
     name = args.augment
@@ -210,8 +190,8 @@ def train(args) -> int:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     strategy = setup_distribution(args)
-    train_scenes = make_scenes(args, "train", args.num_train)
-    val_scenes = make_scenes(args, "validation", args.num_val)
+    train_scenes = make_digit_scenes(args, "train", args.num_train)
+    val_scenes = make_digit_scenes(args, "validation", args.num_val)
     batch_size = min(args.batch_size, len(val_scenes["images"]))
     global_batch_size(batch_size, strategy)
     train_data = digit_scenes.make_digit_scene_dataset(
@@ -279,7 +259,7 @@ def evaluate(args) -> int:
     if not model_path.is_file():
         raise SystemExit(f"{model_path} not found: run `train` first")
     model = keras.saving.load_model(model_path)
-    scenes = make_scenes(args, "test", args.num_test)
+    scenes = make_digit_scenes(args, "test", args.num_test)
     served_dir = export_detector_for_serving(
         model,
         out,
