@@ -124,6 +124,14 @@ def build_parser() -> ArgumentParser:
     train.add_argument(
         "--seed", type=int, default=0, help="seed of weights and shuffling"
     )
+    train.add_argument(
+        "--class-weights",
+        choices=("none", "median-frequency"),
+        default="none",
+        help="per-class loss weights: none, or SegNet's median frequency "
+        "balancing computed on the unaugmented training masks (rare CamVid "
+        "classes such as pole, sign and pedestrian weigh more)",
+    )
     add_distribution_arguments(train)
 
     evaluate = sub.add_parser(
@@ -230,6 +238,34 @@ def _datasets(args, spec):
     return train, val
 
 
+def _class_weights(args, spec):
+    """None, or median frequency weights of the training split's masks."""
+    if args.class_weights == "none":
+        return None
+    if args.smoke:
+        masks = _datasets(args, spec)[0]
+    else:
+        masks = spec["loader"](
+            args.data_dir,
+            spec["splits"][0],
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            training=False,
+            drop_remainder=False,
+        )
+    weights = losses.median_frequency_weights(
+        masks, spec["num_classes"], void_label=spec["void_label"]
+    )
+    print(
+        "median frequency class weights: "
+        + ", ".join(
+            f"{name} {weight:.3f}"
+            for name, weight in zip(spec["class_names"], weights, strict=True)
+        )
+    )
+    return weights
+
+
 def _model(args, spec):
     num_classes = spec["num_classes"]
     if args.model == "deconvnet":
@@ -265,7 +301,10 @@ def train(args) -> int:
             optimizer=keras.optimizers.AdamW(
                 schedule, weight_decay=args.weight_decay
             ),
-            loss=losses.segmentation_loss(void_label=spec["void_label"]),
+            loss=losses.segmentation_loss(
+                void_label=spec["void_label"],
+                class_weights=_class_weights(args, spec),
+            ),
             metrics=metrics.segmentation_metrics(
                 spec["num_classes"], void_label=spec["void_label"]
             ),

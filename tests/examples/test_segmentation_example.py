@@ -66,14 +66,20 @@ def test_evaluate_exported_model_on_embedded_pets(
     assert 0.0 <= value <= 1.0
 
 
-def test_deconvnet_smoke(segmentation, tmp_path):
+def test_deconvnet_smoke_with_median_frequency_weights(
+    segmentation, tmp_path, capsys
+):
     assert (
         segmentation.main(
             [
                 "train",
                 "--smoke",
+                "--dataset",
+                "camvid",
                 "--model",
                 "deconvnet",
+                "--class-weights",
+                "median-frequency",
                 "--output-dir",
                 str(tmp_path),
             ]
@@ -81,6 +87,8 @@ def test_deconvnet_smoke(segmentation, tmp_path):
         == 0
     )
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    printed = capsys.readouterr().out
+    assert "median frequency class weights: sky " in printed
 
 
 def test_bad_image_size_is_rejected(segmentation):
