@@ -17,6 +17,8 @@ which is not a dependency here.
   dense window scores at each scale).
 - `plot_attention_maps`: per-word attention weights α over the image
   (Show, Attend and Tell captioning).
+- `plot_attention_locations`: the one grid cell each word attended,
+  outlined on the image (hard attention's locations).
 - `plot_sampling_grids`: the region each affine spatial transformer samples,
   outlined on its input, beside what it outputs (STN).
 - `plot_canvas_sequence`: a canvas after each step, with glimpse windows
@@ -794,6 +796,118 @@ def plot_attention_maps(
                 alpha=alpha,
                 interpolation="nearest",
                 extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+            )
+            axis.set_title(str(word), fontsize=8)
+    return figure
+
+
+def plot_attention_locations(
+    images,
+    locations,
+    grid_shape,
+    *,
+    words: Sequence[Sequence[str]] | None = None,
+    colour: str = "red",
+    dim: float = 0.6,
+) -> Figure:
+    """The one location each generated word attended, outlined on the image.
+
+    Hard attention (Xu et al., 2015, section 4.1) feeds the decoder one
+    annotation `a_{s_t}` per step t: the feature at one cell `s_t` of the
+    encoder's h x w grid (sampled while training; at inference
+    `ShowAttendTellCaptioner` takes α_t's argmax). The paper's
+    hard-attention figures show that location per word; here each panel
+    dims the image outside the image region of cell `s_t` (an H/h x W/w
+    block) and outlines it, titled with the word emitted at step t.
+
+    Args:
+        images: [B, H, W, C] or [B, H, W].
+        locations: int [B, T]: the flat index `row * w + column` of each
+            step's location in the h x w grid (-1: no panel).
+        grid_shape: int or (h, w), the encoder's grid.
+        words: optional list, per image, of the words emitted (at most T);
+            one panel per word. Default: one panel per step with a
+            location, titled `t=...`.
+        colour: matplotlib colour of the outline.
+        dim: opacity in [0, 1] of the black veil over the rest of the
+            image.
+
+    Returns:
+        A `matplotlib.figure.Figure`, B rows of the image then the panels
+        (each panel's second image is the [h, w, 4] veil, its patch the
+        outline).
+    """
+    from matplotlib.patches import Rectangle
+
+    dim = validation.check_fraction(dim, "dim")
+    images = _batched_images(images)
+    grid_h, grid_w = validation.standardize_size(grid_shape, "grid_shape")
+    locations = np.asarray(locations)
+    validation.check_rank(locations, 2, "locations")
+    if locations.dtype.kind not in "iu":
+        raise TypeError(
+            "Invalid dtype for argument `locations`. Expected integers. "
+            f"Received: locations.dtype={locations.dtype}."
+        )
+    if locations.shape[0] != len(images):
+        raise ValueError(
+            "Invalid shape for argument `locations`. Expected one row per "
+            f"image ({len(images)}). Received: locations.shape="
+            f"{locations.shape}."
+        )
+    if locations.size and (
+        locations.min() < -1 or locations.max() >= grid_h * grid_w
+    ):
+        raise ValueError(
+            "Invalid value for argument `locations`. Expected flat indices "
+            f"in [0, {grid_h * grid_w}) of the {grid_h}x{grid_w} grid, or "
+            f"-1. Received: values in [{locations.min()}, "
+            f"{locations.max()}]."
+        )
+    steps = locations.shape[1]
+    if words is None:
+        words = [
+            [f"t={t}" for t in range(steps) if row[t] >= 0] for row in locations
+        ]
+    if len(words) != len(images) or any(len(w) > steps for w in words):
+        raise ValueError(
+            "Invalid value for argument `words`. Expected one list of at most "
+            f"T={steps} words per image ({len(images)} images). Received: "
+            f"{len(words)} lists of lengths {[len(w) for w in words]}."
+        )
+    columns = 1 + max((len(w) for w in words), default=0)
+    figure, axes = _figure(
+        len(images), columns, (1.6 * columns, 1.8 * len(images))
+    )
+    height, width = images.shape[1:3]
+    cell_h, cell_w = height / grid_h, width / grid_w
+    for row, image in enumerate(images):
+        _show(axes[row, 0], image)
+        axes[row, 0].set_title("input", fontsize=8)
+        for step, word in enumerate(words[row]):
+            location = int(locations[row, step])
+            if location < 0:
+                continue
+            grid_row, grid_column = divmod(location, grid_w)
+            veil = np.zeros((grid_h, grid_w, 4))
+            veil[..., 3] = dim
+            veil[grid_row, grid_column, 3] = 0.0
+            axis = axes[row, step + 1]
+            _show(axis, image)
+            axis.imshow(
+                veil,
+                interpolation="nearest",
+                extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+            )
+            axis.add_patch(
+                Rectangle(
+                    (grid_column * cell_w - 0.5, grid_row * cell_h - 0.5),
+                    cell_w,
+                    cell_h,
+                    fill=False,
+                    edgecolor=colour,
+                    linewidth=1.5,
+                )
             )
             axis.set_title(str(word), fontsize=8)
     return figure

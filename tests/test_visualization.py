@@ -261,6 +261,64 @@ def test_plot_attention_maps_rejects_bad_shapes():
         )
 
 
+def test_plot_attention_locations_outlines_the_attended_cell():
+    # 2x4 grid over 8x8 images: cells of 4 rows x 2 columns of pixels.
+    locations = np.array([[5, 0, -1], [3, -1, -1]])
+    figure = visualization.plot_attention_locations(
+        _images(), locations, (2, 4), words=[["a", "b"], ["c"]]
+    )
+    axes = np.asarray(figure.axes).reshape(2, 3)
+    assert [a.get_title() for a in axes[0]] == ["input", "a", "b"]
+    assert [a.get_title() for a in axes[1]] == ["input", "c", ""]
+    (outline,) = axes[0, 1].patches  # location 5: row 1, column 1
+    assert isinstance(outline, Rectangle)
+    assert outline.get_xy() == (1.5, 3.5)
+    assert (outline.get_width(), outline.get_height()) == (2.0, 4.0)
+    veil = axes[0, 1].images[1].get_array()
+    expected = np.full((2, 4), 0.6)
+    expected[1, 1] = 0.0
+    np.testing.assert_allclose(veil[..., 3], expected)
+    assert axes[1, 1].patches[0].get_xy() == (5.5, -0.5)  # row 0, column 3
+    assert len(axes[1, 2].images) == 0
+    # Rendered: the attended cell keeps its pixels, the rest is dimmed.
+    figure = visualization.plot_attention_locations(
+        _images(1, value=200), [[0]], 2, dim=1.0
+    )
+    pixels = _render(figure)
+    panel = figure.axes[1]
+
+    def pixel(x, y):  # data coordinates -> the RGB there
+        column, row = panel.transData.transform((x, y))
+        return pixels[pixels.shape[0] - int(row), int(column), :3]
+
+    np.testing.assert_allclose(pixel(1.5, 1.5), [200] * 3, atol=2)
+    np.testing.assert_allclose(pixel(5.5, 5.5), [0] * 3, atol=2)
+    np.testing.assert_allclose(pixel(5.5, 1.5), [0] * 3, atol=2)
+    # Default titles: one panel per step with a location.
+    figure = visualization.plot_attention_locations(
+        _images(), locations, (2, 4)
+    )
+    titles = [a.get_title() for a in figure.axes]
+    assert titles == ["input", "t=0", "t=1", "input", "t=0", ""]
+
+
+def test_plot_attention_locations_rejects_bad_input():
+    with pytest.raises(ValueError, match=re.escape("in [0, 8)")):
+        visualization.plot_attention_locations(_images(), [[8], [0]], (2, 4))
+    with pytest.raises(ValueError, match="one row per image"):
+        visualization.plot_attention_locations(_images(), [[1]], (2, 4))
+    with pytest.raises(TypeError, match="locations.dtype=float"):
+        visualization.plot_attention_locations(_images(), [[1.0], [2.0]], 2)
+    with pytest.raises(ValueError, match="rank for argument `locations`"):
+        visualization.plot_attention_locations(_images(), [1, 2], 2)
+    with pytest.raises(ValueError, match="`grid_shape`"):
+        visualization.plot_attention_locations(_images(), [[1], [2]], 0)
+    with pytest.raises(ValueError, match="at most T=1"):
+        visualization.plot_attention_locations(
+            _images(), [[1], [2]], 2, words=[["a", "b"], ["c"]]
+        )
+
+
 def test_affine_sampling_outline():
     identity = visualization.affine_sampling_outline([1, 0, 0, 0, 1, 0], (4, 6))
     np.testing.assert_allclose(
