@@ -10,7 +10,8 @@ attention (deterministic, doubly stochastic penalty) and hard attention
 default, and an entropy bonus; with soft in --modes too it starts from the
 soft model). Reports exact-match accuracy and sacreBLEU of greedy captions on
 canvases built from the MNIST test pool, plots the attention map of every
-word (upsampled α, as in the paper's figures) and exports the soft model
+word (upsampled α, as in the paper's figures; for hard attention also the
+grid cell each word was read from) and exports the soft model
 as a TF-Serving SavedModel (`images` uint8 [b, 84, 84, 1] -> `caption`,
 `attention`).
 
@@ -44,6 +45,8 @@ from _cli import add_distribution_arguments
 MAX_WORDS = 11  # 4 digits, 3 relations of <= 2 words, and [END]
 MODES = ("none", "soft", "hard")
 DATASETS = ("digits", "coco")
+SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.01
 COCO_MAX_WORDS = 20  # COCO captions are rarely longer; longer ones are left out
 COCO_HELD_OUT_FRACTION = 0.2
 
@@ -88,7 +91,17 @@ def build_parser() -> ArgumentParser:
         "--batch-size", type=int, default=64, help="global batch size"
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=2e-3, help="Adam learning rate"
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="Adam learning rate (the peak with --schedule cosine)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="learning rate over the run: constant, or cosine decay from "
+        f"--learning-rate to {COSINE_FLOOR:g} times it at the last step",
     )
     parser.add_argument(
         "--num-train", type=int, default=20000, help="training images"
@@ -196,6 +209,7 @@ from keras_segattn.models import greedy_decode  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
+from _common import cosine_decay  # noqa: E402
 from _common import fit_context  # noqa: E402
 from _common import global_batch_size  # noqa: E402
 from _common import jit_compile_for  # noqa: E402
@@ -330,7 +344,9 @@ def save_attention_plot(
     count: int = 3,
 ):
     """PNG of the attention α of each greedily decoded word over its image
-    (`visualization.plot_attention_maps`)."""
+    (`visualization.plot_attention_maps`); for hard attention also
+    `<path stem>_locations.png`, the grid cell each word was read from
+    (`visualization.plot_attention_locations`)."""
     count = min(count, len(images))
     decoded = greedy_decode(
         model,
@@ -350,6 +366,17 @@ def save_attention_plot(
         images[:count], weights, words=words
     )
     figure.savefig(path, dpi=80)
+    if model.attention_mode == "hard":
+        # The hard decoder reads the annotation at α's argmax at inference:
+        # the location each word was generated from (the paper's figure).
+        side = int(round(np.sqrt(weights.shape[-1])))
+        locations = np.where(
+            np.sum(weights, axis=-1) > 0, np.argmax(weights, axis=-1), -1
+        )
+        figure = visualization.plot_attention_locations(
+            images[:count], locations, side, words=words
+        )
+        figure.savefig(path.with_name(path.stem + "_locations.png"), dpi=80)
 
 
 def copy_weights(source, target) -> None:
@@ -387,13 +414,20 @@ def train_mode(
         )
         if init is not None:
             copy_weights(init, model)
+    batch_size = min(args.batch_size, len(splits["val"][1]))
+    global_batch_size(batch_size, strategy)
+    learning_rate = args.learning_rate
+    if args.schedule == "cosine":
+        steps = len(splits["train"][1]) // batch_size
+        learning_rate = cosine_decay(
+            args.learning_rate, steps, args.epochs, COSINE_FLOOR
+        )
+    with strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=5.0),
+            optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
             jit_compile=jit_compile,
         )
     check_compiled(model, jit_compile)
-    batch_size = min(args.batch_size, len(splits["val"][1]))
-    global_batch_size(batch_size, strategy)
     # In-memory arrays: every worker keeps its share of each global batch.
     train = distribute.auto_shard(
         dataset(*splits["train"], codec, batch_size, True, args.seed)
