@@ -90,6 +90,28 @@ def check_image_shape(image_shape) -> tuple:
     return tuple(image_shape)
 
 
+def pad_to_stride(images, image_shape: tuple, stride: int, name: str, dtype):
+    """Zero-pads `images` at the bottom and right so that the static sizes
+    of `image_shape` are multiples of `stride` (backbones that round sizes
+    down then keep every pixel; the decoder crops back).
+
+    Returns `(padded images, padded (H, W, C))`; unknown sizes stay None
+    and are not padded.
+    """
+    padding = tuple(
+        0 if size is None else -size % stride for size in image_shape[:2]
+    )
+    padded_shape = tuple(
+        None if size is None else size + pad
+        for size, pad in zip(image_shape[:2], padding, strict=True)
+    ) + (image_shape[2],)
+    if any(padding):
+        images = keras.layers.ZeroPadding2D(
+            ((0, padding[0]), (0, padding[1])), name=name, dtype=dtype
+        )(images)
+    return images, padded_shape
+
+
 def _standardize_per_stage(value, num_stages: int, name: str) -> tuple:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,) * num_stages

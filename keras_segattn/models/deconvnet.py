@@ -14,6 +14,7 @@ from keras_segattn.models.backbones import _standardize_per_stage
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
 from keras_segattn.models.backbones import is_hub_backbone
+from keras_segattn.models.backbones import pad_to_stride
 from keras_segattn.models.blocks import apply_conv_block
 from keras_segattn.models.blocks import apply_upsample_block
 from keras_segattn.models.blocks import check_num_classes
@@ -186,23 +187,11 @@ def _hub_deconvnet(
         )
     filters = _standardize_per_stage(tuple(filters), levels, "filters")
     convs = _standardize_per_stage(convs_per_stage, levels, "convs_per_stage")
-    padding = tuple(
-        0 if size is None else -size % _HUB_OUTPUT_STRIDE
-        for size in image_shape[:2]
-    )
-    padded_shape = tuple(
-        None if size is None else size + pad
-        for size, pad in zip(image_shape[:2], padding, strict=True)
-    ) + (image_shape[2],)
-    encoder, _ = get_backbone(backbone, padded_shape, dtype=dtype)
     images = keras.Input(image_shape, name="images")
-    x = images
-    if any(padding):
-        x = keras.layers.ZeroPadding2D(
-            ((0, padding[0]), (0, padding[1])),
-            name="deconvnet_pad_images",
-            dtype=dtype,
-        )(x)
+    x, padded_shape = pad_to_stride(
+        images, image_shape, _HUB_OUTPUT_STRIDE, "deconvnet_pad_images", dtype
+    )
+    encoder, _ = get_backbone(backbone, padded_shape, dtype=dtype)
     pyramid = encoder(x)  # P2, P3, P4, P5
     x = apply_conv_block(
         pyramid[-1], filters[3], convs[3], name="decoder_block5", dtype=dtype

@@ -11,6 +11,7 @@ from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
 from keras_segattn.models.backbones import is_hub_backbone
+from keras_segattn.models.backbones import pad_to_stride
 from keras_segattn.models.blocks import apply_fcn_decoder
 from keras_segattn.models.blocks import check_fcn_variant
 from keras_segattn.models.blocks import check_num_classes
@@ -114,16 +115,15 @@ def FCN(
     image_shape = check_image_shape(image_shape)
 
     # Backbones other than vgg_small may round sizes down: pad static sizes.
-    padding = (0, 0)
-    if not (isinstance(backbone, str) and backbone == VGG_SMALL):
-        padding = tuple(
-            0 if size is None else -size % _OUTPUT_STRIDE
-            for size in image_shape[:2]
-        )
-    backbone_shape = tuple(
-        None if size is None else size + pad
-        for size, pad in zip(image_shape[:2], padding, strict=True)
-    ) + (image_shape[2],)
+    images = keras.Input(image_shape, name="images")
+    stride = (
+        1
+        if isinstance(backbone, str) and backbone == VGG_SMALL
+        else _OUTPUT_STRIDE
+    )
+    x, backbone_shape = pad_to_stride(
+        images, image_shape, stride, "fcn_pad_images", dtype
+    )
     backbone_model, skip_layer_names = get_backbone(
         backbone,
         backbone_shape,
@@ -155,14 +155,6 @@ def FCN(
         name="backbone",
     )
 
-    images = keras.Input(image_shape, name="images")
-    x = images
-    if any(padding):
-        x = keras.layers.ZeroPadding2D(
-            ((0, padding[0]), (0, padding[1])),
-            name="fcn_pad_images",
-            dtype=dtype,
-        )(x)
     outputs = features(x)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     logits = apply_fcn_decoder(
