@@ -46,8 +46,10 @@ from keras_segattn.data.digit_scenes import make_digit_scene_dataset
 from keras_segattn.data.digit_scenes import make_synthetic_digit_scenes
 from keras_segattn.data.mnist import MNIST_FILE
 from keras_segattn.data.mnist import MNIST_TEST_POOL_START
+from keras_segattn.data.mnist import binarise_stochastic
 from keras_segattn.data.mnist import load_mnist
 from keras_segattn.data.mnist import load_mnist_arrays
+from keras_segattn.data.mnist import make_stochastic_binarised_dataset
 from keras_segattn.data.mnist_addition import MNIST_ADDITION_NUM_CLASSES
 from keras_segattn.data.mnist_addition import load_mnist_addition
 from keras_segattn.data.mnist_addition import make_mnist_addition_arrays

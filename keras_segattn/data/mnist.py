@@ -9,6 +9,10 @@ models and serving signatures rescale in the graph) and labels int32 [B],
 in fixed-size batches (`drop_remainder=True`) so that an XLA-compiled step
 compiles once.
 
+`binarise_stochastic` and `make_stochastic_binarised_dataset` binarise
+intensities in [0, 1] by Bernoulli sampling (the density-model setup of
+DRAW), a fixed sample for a test set and fresh samples every epoch.
+
 The other digit tasks build on these splits or sit beside them:
 `cluttered_mnist`, `mnist_addition`, and `synthetic_digits` (seven-segment
 digits, the synthetic stand-in the twins use).
@@ -27,6 +31,7 @@ from keras_segattn.data._mnist_files import resolve_file
 from keras_segattn.data._mnist_pipeline import to_dataset
 from keras_segattn.validation import check_data_dir
 from keras_segattn.validation import check_non_negative_int
+from keras_segattn.validation import check_positive_int
 from keras_segattn.validation import check_split
 
 PathLike = str | os.PathLike
@@ -145,3 +150,112 @@ def load_mnist(
         drop_remainder,
         f"MNIST {split!r}",
     )
+
+
+def _check_intensities(images, name: str = "images") -> np.ndarray:
+    """`images` as a float32 array, or `TypeError` for a non-float dtype
+    and `ValueError` for values outside [0, 1] (NaN included)."""
+    array = np.asarray(images)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"Invalid dtype for argument `{name}`. Expected floating "
+            "intensities in [0, 1] (e.g. uint8 digits / 255). Received: "
+            f"{name}.dtype={array.dtype}."
+        )
+    if array.size and not (
+        np.all(array >= 0.0) and np.all(array <= 1.0)
+    ):  # NaN fails both comparisons
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected intensities in "
+            f"[0, 1]. Received: {name} with values in "
+            f"[{np.nanmin(array)}, {np.nanmax(array)}]"
+            + (" and NaN" if np.isnan(array).any() else "")
+            + "."
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def binarise_stochastic(images, seed: int) -> np.ndarray:
+    """Binarises images by sampling each pixel from Bernoulli(intensity).
+
+    The stochastic binarisation of MNIST used for density models since
+    Salakhutdinov & Murray (2008) and by DRAW (Gregor et al., 2015): a
+    pixel of intensity p is 1 with probability p, independently. Use a
+    fixed `seed` for a test set, so that every evaluation sees the same
+    binary images; `make_stochastic_binarised_dataset` draws fresh samples
+    every training epoch.
+
+    Args:
+        images: float array of any shape with values in [0, 1].
+        seed: int >= 0, the seed of NumPy's default generator.
+
+    Returns:
+        float32 array of `images`' shape with values in {0, 1}.
+
+    Raises:
+        TypeError: for non-float `images` (divide uint8 digits by 255).
+        ValueError: for values outside [0, 1] or NaN, or a bad `seed`.
+    """
+    images = _check_intensities(images)
+    seed = check_non_negative_int(seed, "seed")
+    uniform = np.random.default_rng(seed).random(images.shape, np.float32)
+    # u in [0, 1): P(u < p) = p exactly, so 0 and 1 stay 0 and 1.
+    return (uniform < images).astype(np.float32)
+
+
+def make_stochastic_binarised_dataset(
+    images,
+    batch_size: int,
+    seed: int,
+    *,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Batches of `images` binarised by Bernoulli(intensity), fresh samples
+    every epoch.
+
+    Each pass over the dataset (each epoch of `fit`) shuffles the images
+    and draws new binary samples (`tf.data.Dataset.random` with
+    `rerandomize_each_iteration=True` seeds a stateless sampler per batch),
+    as in the training setup of Gregor et al. (2015); the sequence of
+    epochs is reproducible for a given `seed`.
+
+    Args:
+        images: float array [N, ...] with values in [0, 1].
+        batch_size: int > 0.
+        seed: int >= 0, seed of the shuffling and the samples.
+        shuffle: bool, reshuffle the images every epoch.
+        drop_remainder: bool, drop the last partial batch (a fixed batch
+            shape compiles once under XLA).
+
+    Returns:
+        A dataset of float32 batches [B, ...] with values in {0, 1}.
+
+    Raises:
+        TypeError: for non-float `images`.
+        ValueError: for values outside [0, 1] or NaN, or a bad
+            `batch_size` or `seed`.
+    """
+    images = _check_intensities(images)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_non_negative_int(seed, "seed")
+    dataset = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        dataset = dataset.shuffle(
+            len(images), seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=bool(drop_remainder))
+    seeds = tf.data.Dataset.random(
+        seed=seed, rerandomize_each_iteration=True
+    ).batch(2)
+
+    def sample(batch, pair):
+        uniform = tf.random.stateless_uniform(
+            tf.shape(batch), seed=pair, dtype=tf.float32
+        )
+        return tf.cast(uniform < batch, tf.float32)
+
+    dataset = tf.data.Dataset.zip(dataset, seeds).map(
+        sample, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
