@@ -77,7 +77,10 @@ def test_draw_example_smoke(tmp_path):
     assert example.main(["--smoke", "--output-dir", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["nll_bound"] > 0 and metrics["jit_compile"] is True
+    assert metrics["binarisation"] == "stochastic"
+    assert (metrics["read_size"], metrics["write_size"]) == (2, 5)
     assert (tmp_path / "plots" / "canvas.png").exists()
+    assert (tmp_path / "plots" / "samples.png").exists()
     with pytest.raises(SystemExit):
         example.main(["--help"])
 
