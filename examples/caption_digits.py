@@ -170,7 +170,8 @@ def build_parser() -> ArgumentParser:
         type=Path,
         default=None,
         help="start every mode from the weights of this model (.keras, "
-        "e.g. the model.keras of a soft run): the curriculum from soft to "
+        "e.g. the model.keras of a soft run, or model_none.keras of a "
+        "none run): the curriculum from soft to "
         "hard, or a continuation; with soft and hard in --modes, hard "
         "starts from this run's soft model unless --init-from is given",
     )
@@ -507,7 +508,10 @@ def main(argv=None) -> int:
             mode, splits, codec, args, out, strategy, init
         )
         models[mode] = model
-        if mode != "none":
+        if mode == "none":
+            # Not exported; kept to continue it (--init-from).
+            saving.save_model_atomic(model, out / "model_none.keras")
+        else:
             save_attention_plot(
                 model,
                 splits["test"][0],

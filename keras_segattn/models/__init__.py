@@ -4,11 +4,13 @@ from keras_segattn.decoding import beam_search_decode
 from keras_segattn.decoding import greedy_decode
 from keras_segattn.layers.draw_core import DrawCore
 from keras_segattn.models.backbones import DEFAULT_SKIP_LAYER_NAMES
+from keras_segattn.models.backbones import build_resnet_small_backbone
 from keras_segattn.models.backbones import build_vgg_small_backbone
 from keras_segattn.models.backbones import get_backbone
 from keras_segattn.models.blocks import apply_bilinear_upsampling
 from keras_segattn.models.blocks import apply_conv_block
 from keras_segattn.models.blocks import apply_fcn_decoder
+from keras_segattn.models.blocks import apply_residual_block
 from keras_segattn.models.blocks import apply_upsample_block
 from keras_segattn.models.captioning import ShowAttendTellCaptioner
 from keras_segattn.models.captioning import build_caption_encoder
