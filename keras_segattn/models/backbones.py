@@ -15,9 +15,15 @@ import keras
 
 from keras_segattn import validation
 from keras_segattn.models.blocks import apply_conv_block
+from keras_segattn.models.blocks import apply_residual_block
 
 VGG_SMALL = "vgg_small"
 VGG_SMALL_SKIP_LAYER_NAMES = ("block3_pool", "block4_pool")
+RESNET_SMALL = "resnet_small"
+RESNET_SMALL_SKIP_LAYER_NAMES = ("stage3_out", "stage4_out")
+# Backbones whose stride-s maps have ceil(H / s) rows ("same" pools and
+# strided convolutions): any input size works without padding.
+CEIL_MODE_BACKBONES = (VGG_SMALL, RESNET_SMALL)
 
 # Per `keras.applications` model: the `preprocess_input` mode of its module
 # ("caffe": RGB -> BGR and ImageNet mean subtraction, "tf": to [-1, 1],
@@ -62,6 +68,7 @@ _APPLICATIONS = {
 _ALIGNED_APPLICATIONS = ("InceptionResNetV2",)
 DEFAULT_SKIP_LAYER_NAMES = {
     VGG_SMALL: VGG_SMALL_SKIP_LAYER_NAMES,
+    RESNET_SMALL: RESNET_SMALL_SKIP_LAYER_NAMES,
     **{name: skips for name, (_, skips) in _APPLICATIONS.items()},
 }
 
@@ -187,6 +194,79 @@ def build_vgg_small_backbone(
     return keras.Model(images, x, name=name)
 
 
+def build_resnet_small_backbone(
+    image_shape: Sequence[int | None] = (None, None, 3),
+    filters: Sequence[int] = (32, 64, 128, 192, 256),
+    blocks_per_stage: int | Sequence[int] = 2,
+    dtype=None,
+    name: str = RESNET_SMALL,
+) -> keras.Model:
+    """Builds a small residual encoder (ResNet basic blocks, BatchNorm).
+
+    A stride-32 ResNet (He et al., 2016) sized for training from scratch on
+    a CPU, the "stronger encoder with batch norm and residual blocks" for
+    FCN, Hypercolumn and the detectors: a 3x3 Conv-BN-ReLU stem at full
+    resolution (`stem_conv1`, `stem_bn1`, `stem_relu1`), then five stages
+    of `blocks_per_stage` `apply_residual_block`s, the first of each with
+    stride 2 (`stage{i}_block{j}_*`), each stage ending in an `Identity`
+    layer `stage{i}_out` at stride 2**i. Strided
+    convolutions use "same" padding, so every stride-s map has
+    `ceil(H / s)` rows and any input size works with FCN's crops, as with
+    `build_vgg_small_backbone`. With the defaults it has about 4.3M
+    parameters.
+
+    Args:
+        image_shape: (H, W, C); H and W may be None.
+        filters: 5 ints > 0, the width of each stage.
+        blocks_per_stage: int or 5 ints > 0.
+        dtype: dtype or dtype policy of every layer.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` with input `"images"` (float, 0..255,
+        rescaled to 0..1 by `preprocess_rescaling`) and output
+        `stage5_out` [B, ceil(H / 32), ceil(W / 32), filters[4]]; FCN's
+        skips are `RESNET_SMALL_SKIP_LAYER_NAMES` ("stage3_out",
+        "stage4_out", strides 8 and 16).
+
+    Raises:
+        ValueError: on a bad `image_shape`, `filters` or
+            `blocks_per_stage`.
+
+    Reference:
+        - [He, Zhang, Ren and Sun, "Deep Residual Learning for Image
+          Recognition", CVPR 2016](https://arxiv.org/abs/1512.03385)
+    """
+    image_shape = check_image_shape(image_shape)
+    if not isinstance(filters, (tuple, list)) or len(filters) != 5:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected 5 ints > 0 "
+            f"(one per stage). Received: filters={filters!r}."
+        )
+    filters = _standardize_per_stage(tuple(filters), 5, "filters")
+    blocks_per_stage = _standardize_per_stage(
+        blocks_per_stage, 5, "blocks_per_stage"
+    )
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Rescaling(
+        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
+    )(images)
+    x = apply_conv_block(x, filters[0], 1, name="stem", dtype=dtype)
+    for stage, (width, num_blocks) in enumerate(
+        zip(filters, blocks_per_stage, strict=True), start=1
+    ):
+        for block in range(1, num_blocks + 1):
+            x = apply_residual_block(
+                x,
+                width,
+                strides=2 if block == 1 else 1,
+                name=f"stage{stage}_block{block}",
+                dtype=dtype,
+            )
+        x = keras.layers.Identity(name=f"stage{stage}_out", dtype=dtype)(x)
+    return keras.Model(images, x, name=name)
+
+
 def _apply_preprocessing(images, mode, dtype):
     """`keras.applications.<family>.preprocess_input` as plain layers."""
     if mode is None:
@@ -242,7 +322,7 @@ def _with_same_padding(model: keras.Model) -> keras.Model:
 
 
 def _known_backbone_names() -> list:
-    return [VGG_SMALL, *_APPLICATIONS]
+    return [VGG_SMALL, RESNET_SMALL, *_APPLICATIONS]
 
 
 def _is_application_name(name: str) -> bool:
@@ -314,6 +394,8 @@ def get_backbone(
         backbone: one of
             - `"vgg_small"`: `build_vgg_small_backbone` (no pretrained
               weights);
+            - `"resnet_small"`: `build_resnet_small_backbone` (no
+              pretrained weights);
             - a `keras.applications` model name (`"VGG16"`, `"ResNet50"`,
               `"MobileNetV2"`, `"EfficientNetB0"`, ...), built with
               `include_top=False`. Default skip layers exist for
@@ -395,6 +477,16 @@ def get_backbone(
             model = build_vgg_small_backbone(
                 image_shape, dtype=dtype, **backbone_kwargs
             )
+        elif backbone == RESNET_SMALL:
+            if weights is not None:
+                raise ValueError(
+                    "Invalid value for argument `weights`. Expected None "
+                    "for backbone='resnet_small' (it has no pretrained "
+                    f"weights). Received: weights={weights!r}."
+                )
+            model = build_resnet_small_backbone(
+                image_shape, dtype=dtype, **backbone_kwargs
+            )
         elif _is_application_name(backbone):
             mode = _APPLICATIONS.get(backbone, (None, ()))[0]
             images = keras.Input(image_shape, name="images")
@@ -410,6 +502,7 @@ def get_backbone(
         else:
             raise ValueError(
                 "Invalid value for argument `backbone`. Expected 'vgg_small', "
+                "'resnet_small', "
                 "a keras.applications model name (with default skip layers: "
                 f"{_known_backbone_names()}) or a keras.Model. "
                 f"Received: backbone={backbone!r}."

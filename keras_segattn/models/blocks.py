@@ -107,6 +107,85 @@ def apply_conv_block(
     return x
 
 
+def apply_residual_block(
+    x: Tensor,
+    filters: int,
+    strides: int = 1,
+    name: str = "residual_block",
+    dtype=None,
+) -> Tensor:
+    """Applies ResNet's basic block (He et al., 2016), post-activation.
+
+    `ReLU(BN(Conv3x3(ReLU(BN(Conv3x3_s(x))))) + shortcut(x))`, the shortcut
+    a 1x1 convolution with stride `strides` and BatchNorm when the stride
+    or width changes, else the identity: `apply_basic_block` of
+    keras-team/keras-hub: keras_hub/src/models/resnet/resnet_backbone.py
+    (v1). The strided convolution uses "same" padding, so the output has
+    `ceil(H / strides)` rows, like the "same" max pools of the small VGG.
+
+    Args:
+        x: float tensor [B, H, W, C].
+        filters: int > 0. Output channels.
+        strides: int > 0. Stride of the first convolution and the shortcut.
+        name: prefix of the layer names (`{name}_conv1`, `{name}_bn1`,
+            `{name}_conv2`, `{name}_bn2`, `{name}_shortcut_conv`,
+            `{name}_shortcut_bn`, `{name}_add`, `{name}_out`).
+        dtype: dtype or dtype policy of every layer.
+
+    Returns:
+        Tensor [B, ceil(H / strides), ceil(W / strides), filters].
+
+    Raises:
+        ValueError: if `filters` or `strides` is not a positive int.
+    """
+    filters = validation.check_positive_int(filters, "filters")
+    strides = validation.check_positive_int(strides, "strides")
+
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(
+            filters,
+            1,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=f"{name}_shortcut_conv",
+            dtype=dtype,
+        )(x)
+        shortcut = keras.layers.BatchNormalization(
+            name=f"{name}_shortcut_bn", dtype=dtype
+        )(shortcut)
+    y = keras.layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv1",
+        dtype=dtype,
+    )(x)
+    y = keras.layers.BatchNormalization(name=f"{name}_bn1", dtype=dtype)(y)
+    y = keras.layers.ReLU(name=f"{name}_relu1", dtype=dtype)(y)
+    y = keras.layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv2",
+        dtype=dtype,
+    )(y)
+    # Zero-initialised last BN scale (Goyal et al., 2017): each block
+    # starts as the identity, which trains deeper stacks from scratch.
+    y = keras.layers.BatchNormalization(
+        gamma_initializer="zeros", name=f"{name}_bn2", dtype=dtype
+    )(y)
+    y = keras.layers.Add(name=f"{name}_add", dtype=dtype)([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out", dtype=dtype)(y)
+
+
 def apply_bilinear_upsampling(
     x: Tensor,
     factor: int,

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from keras_segattn.models.backbones import CEIL_MODE_BACKBONES
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
 from keras_segattn.models.backbones import get_backbone
@@ -114,11 +115,12 @@ def FCN(
     variant = check_fcn_variant(variant)
     image_shape = check_image_shape(image_shape)
 
-    # Backbones other than vgg_small may round sizes down: pad static sizes.
+    # Backbones other than the ceil-mode ones may round sizes down: pad
+    # static sizes.
     images = keras.Input(image_shape, name="images")
     stride = (
         1
-        if isinstance(backbone, str) and backbone == VGG_SMALL
+        if isinstance(backbone, str) and backbone in CEIL_MODE_BACKBONES
         else _OUTPUT_STRIDE
     )
     x, backbone_shape = pad_to_stride(

@@ -36,6 +36,12 @@ SEGMENTATION_PRESETS = {
         "variant": "8s",
         "head_filters": 256,
     },
+    # resnet_small backbone (residual blocks, about 4.3M parameters).
+    "fcn8s_resnet_small": {
+        "backbone": "resnet_small",
+        "variant": "8s",
+        "head_filters": 256,
+    },
     # For tests: a few thousand parameters, no fc6/fc7 (fast XLA compile).
     "fcn8s_tiny": {
         "backbone": "vgg_small",

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from keras_segattn.models import DEFAULT_SKIP_LAYER_NAMES
+from keras_segattn.models import FCN
+from keras_segattn.models import apply_residual_block
+from keras_segattn.models import build_resnet_small_backbone
 from keras_segattn.models import build_vgg_small_backbone
 from keras_segattn.models import get_backbone
 from keras_segattn.models.backbones import _apply_preprocessing
@@ -45,6 +48,135 @@ def test_vgg_small_rounds_up(size, expected):
 def test_vgg_small_errors(kwargs, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         build_vgg_small_backbone(**kwargs)
+
+
+def test_resnet_small_layout_and_size():
+    model = build_resnet_small_backbone()
+    assert model.name == "resnet_small"
+    assert model.inputs[0].name == "images"
+    names = [layer.name for layer in model.layers]
+    for i in range(1, 6):
+        assert f"stage{i}_out" in names and f"stage{i}_block2_add" in names
+    assert "stage1_block1_shortcut_conv" in names
+    assert "stage1_block2_shortcut_conv" not in names  # identity shortcut
+    assert model.output is model.get_layer("stage5_out").output
+    assert 3.5e6 < model.count_params() < 5e6
+
+
+@pytest.mark.parametrize("size, expected", [(64, 2), (45, 2), (33, 2), (7, 1)])
+def test_resnet_small_rounds_up_at_every_stride(size, expected):
+    model = build_resnet_small_backbone(
+        filters=(2, 2, 2, 2, 3), blocks_per_stage=1
+    )
+    probe = keras.Model(
+        model.inputs,
+        [model.get_layer(f"stage{i}_out").output for i in (3, 4, 5)],
+    )
+    outputs = probe(np.zeros((1, size, size + 32, 3), "float32"))
+    for stride, out in zip((8, 16, 32), outputs, strict=True):
+        assert out.shape[1:3] == (-(-size // stride), -(-(size + 32) // stride))
+    assert tuple(outputs[-1].shape) == (1, expected, expected + 1, 3)
+
+
+def test_residual_block_matches_numpy():
+    """Post-activation basic block: relu(bn(conv(relu(bn(conv(x))))) + sc)."""
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((5, 6, 3))
+    model = keras.Model(inputs, apply_residual_block(inputs, 4, strides=2))
+    for layer in model.layers:
+        for weight in layer.weights:
+            weight.assign(rng.uniform(0.5, 1.5, size=weight.shape))
+    x = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+
+    def conv(y, kernel, stride):  # "same" padding as TF: extra on the end
+        k = kernel.shape[0]
+        out_h, out_w = -(-y.shape[1] // stride), -(-y.shape[2] // stride)
+        pad_h = max((out_h - 1) * stride + k - y.shape[1], 0)
+        pad_w = max((out_w - 1) * stride + k - y.shape[2], 0)
+        y = np.pad(
+            y,
+            (
+                (0, 0),
+                (pad_h // 2, pad_h - pad_h // 2),
+                (pad_w // 2, pad_w - pad_w // 2),
+                (0, 0),
+            ),
+        )
+        out = np.zeros((y.shape[0], out_h, out_w, kernel.shape[-1]))
+        for i in range(out_h):
+            for j in range(out_w):
+                patch = y[
+                    :, i * stride : i * stride + k, j * stride : j * stride + k
+                ]
+                out[:, i, j] = np.einsum("bhwc,hwco->bo", patch, kernel)
+        return out
+
+    def bn(y, layer):
+        gamma, beta, mean, var = (np.asarray(w) for w in layer.weights)
+        return gamma * (y - mean) / np.sqrt(var + layer.epsilon) + beta
+
+    get = model.get_layer
+    y = np.maximum(
+        bn(
+            conv(x, np.asarray(get("residual_block_conv1").kernel), 2),
+            get("residual_block_bn1"),
+        ),
+        0,
+    )
+    y = bn(
+        conv(y, np.asarray(get("residual_block_conv2").kernel), 1),
+        get("residual_block_bn2"),
+    )
+    shortcut = bn(
+        conv(x, np.asarray(get("residual_block_shortcut_conv").kernel), 2),
+        get("residual_block_shortcut_bn"),
+    )
+    expected = np.maximum(y + shortcut, 0)
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_residual_block_starts_as_identity_shortcut():
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, apply_residual_block(inputs, 3))
+    x = np.random.default_rng(1).normal(size=(1, 4, 4, 3)).astype("float32")
+    # Zero-initialised last BN scale: the block is relu(x) at initialisation.
+    np.testing.assert_allclose(model(x), np.maximum(x, 0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": (8, 8)}, "Received: filters=(8, 8)"),
+        ({"blocks_per_stage": 0}, "Received: blocks_per_stage=0"),
+        ({"blocks_per_stage": (1, 2)}, "Received: blocks_per_stage=(1, 2)"),
+    ],
+)
+def test_resnet_small_errors(kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        build_resnet_small_backbone(**kwargs)
+
+
+def test_fcn_on_resnet_small_fits_with_xla():
+    model = FCN(
+        3,
+        backbone="resnet_small",
+        image_shape=(45, 61, 3),
+        backbone_kwargs={"filters": (4, 4, 8, 8, 8), "blocks_per_stage": 1},
+        head_filters=8,
+    )
+    assert not any("pad_images" in layer.name for layer in model.layers)
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    assert model.jit_compile is True
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, size=(2, 45, 61, 3)).astype("float32")
+    masks = rng.integers(0, 3, size=(2, 45, 61)).astype("int32")
+    history = model.fit(images, masks, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(images, verbose=0).shape == (2, 45, 61, 3)
+    with pytest.raises(
+        ValueError, match="Expected None for backbone='resnet_small'"
+    ):
+        get_backbone("resnet_small", weights="imagenet")
 
 
 def test_get_backbone_default_is_vgg_small():
