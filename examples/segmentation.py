@@ -119,10 +119,18 @@ def build_parser() -> ArgumentParser:
         "--filters",
         type=str,
         default=None,
-        help="comma-separated encoder widths (override)",
+        help="comma-separated encoder widths overriding the preset's: 5 "
+        "for FCN's backbone (one per stride-2 stage), 4 for DeconvNet",
     )
     train.add_argument(
         "--seed", type=int, default=0, help="seed of weights and shuffling"
+    )
+    train.add_argument(
+        "--backbone",
+        choices=("vgg_small", "resnet_small"),
+        default="vgg_small",
+        help="FCN encoder: the small VGG with batch norm, or the small "
+        "ResNet (basic residual blocks); DeconvNet has its own encoder",
     )
     train.add_argument(
         "--class-weights",
@@ -268,13 +276,42 @@ def _class_weights(args, spec):
 
 def _model(args, spec):
     num_classes = spec["num_classes"]
+    filters = None
+    if args.filters:
+        try:
+            filters = tuple(int(width) for width in args.filters.split(","))
+        except ValueError:
+            raise ValueError(
+                "Invalid value for argument `--filters`. Expected "
+                "comma-separated ints, e.g. 32,64,128,192,256. Received: "
+                f"--filters {args.filters}."
+            ) from None
     if args.model == "deconvnet":
+        if args.backbone != "vgg_small":
+            raise ValueError(
+                "Invalid value for argument `--backbone`. Expected vgg_small "
+                "(DeconvNet's own encoder with pooling switches) for "
+                f"--model deconvnet. Received: --backbone {args.backbone}."
+            )
         preset = "deconvnet_tiny" if args.smoke else "deconvnet_small"
-        return models.build_segmentation_model(preset, num_classes)
+        overrides = {"filters": filters} if filters else {}
+        return models.build_segmentation_model(preset, num_classes, **overrides)
     preset = "fcn8s_tiny" if args.smoke else f"{args.model}_small"
-    return models.build_segmentation_model(
-        preset, num_classes, variant=args.model.removeprefix("fcn")
+    overrides = {"variant": args.model.removeprefix("fcn")}
+    backbone_kwargs = dict(
+        models.SEGMENTATION_PRESETS[preset].get("backbone_kwargs", {})
     )
+    if args.backbone == "resnet_small":
+        overrides["backbone"] = "resnet_small"
+        backbone_kwargs = (
+            {"filters": (4, 8, 8, 16, 16), "blocks_per_stage": 1}
+            if args.smoke
+            else {}
+        )
+    if filters:
+        backbone_kwargs["filters"] = filters
+    overrides["backbone_kwargs"] = backbone_kwargs
+    return models.build_segmentation_model(preset, num_classes, **overrides)
 
 
 def train(args) -> int:

@@ -107,3 +107,30 @@ def test_confusion_and_mean_iou_against_hand_counts(segmentation):
     miou, iou = segmentation.mean_iou(confusion)
     np.testing.assert_allclose(iou, [1 / 3, 2 / 3, 0.0])
     assert miou == pytest.approx(1 / 3)
+
+
+def test_backbone_and_filters_flags_build_the_model(segmentation):
+    parser = segmentation.build_parser()
+    spec = segmentation.DATASETS["pets"]
+    args = parser.parse_args(
+        ["train", "--backbone", "resnet_small", "--filters", "4,4,8,8,8"]
+    )
+    model = segmentation._model(args, spec)
+    backbone = model.get_layer("backbone")
+    assert backbone.get_layer("stage5_out").output.shape[-1] == 8
+    assert "stage1_block2_add" in [layer.name for layer in backbone.layers]
+    args = parser.parse_args(
+        ["train", "--model", "deconvnet", "--filters", "4,4,8,8"]
+    )
+    widths = [
+        layer.filters
+        for layer in segmentation._model(args, spec).layers
+        if layer.name.endswith("_conv1") and layer.name.startswith("encoder")
+    ]
+    assert widths == [4, 4, 8, 8]
+    for argv, match in (
+        (["--filters", "4,x"], "Received: --filters 4,x"),
+        (["--model", "deconvnet", "--backbone", "resnet_small"], "--backbone"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            segmentation._model(parser.parse_args(["train", *argv]), spec)
