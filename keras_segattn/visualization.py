@@ -25,6 +25,8 @@ which is not a dependency here.
   when given (DRAW).
 - `plot_alignment`: an alignment / attention matrix with its tokens on
   the axes (Bahdanau translation, Graves's window).
+- `plot_text_activations`: text coloured per character by recurrent cell
+  activations (Karpathy et al.'s interpretable cells).
 
 matplotlib is imported when a plotting function is first called; it comes
 with the `examples` and `visualization` extras.
@@ -1184,4 +1186,107 @@ def plot_alignment(
             axis.set_ylabel(ylabel)
         if title is not None:
             axis.set_title(title)
+    return figure
+
+
+def _text_layout(text: str, line_width: int) -> tuple[np.ndarray, int]:
+    """(row, column) [L, 2] of every character of `text` laid out in lines
+    of at most `line_width`, a newline ending its line; and the row count."""
+    positions = np.zeros((len(text), 2), "int64")
+    row = column = 0
+    for i, char in enumerate(text):
+        if column == line_width:
+            row, column = row + 1, 0
+        positions[i] = row, column
+        if char == "\n":
+            row, column = row + 1, 0
+        else:
+            column += 1
+    return positions, (int(positions[-1, 0]) + 1 if len(text) else 0)
+
+
+def plot_text_activations(
+    text: str,
+    activations,
+    *,
+    labels: Sequence[str] | None = None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    line_width: int = 80,
+    cmap: str = "coolwarm",
+    title: str | None = None,
+) -> Figure:
+    """Text coloured character by character by cell activations.
+
+    The figures of Karpathy, Johnson & Fei-Fei, "Visualizing and
+    Understanding Recurrent Networks" (2015): one panel per cell, each
+    character on the colour of the cell's activation after reading it
+    (blue low, red high with `"coolwarm"`). Lines wrap at `line_width`; a
+    newline ends its line and is drawn as "↵".
+
+    Args:
+        text: str of L characters.
+        activations: [L] or [K, L], one row per cell (e.g. tanh of the
+            LSTM cell state).
+        labels: optional K panel titles.
+        value_range: (low, high) mapped to the colormap's ends.
+        line_width: int > 0, characters per displayed line.
+        cmap: a matplotlib colormap name.
+        title: optional figure title.
+
+    Returns:
+        A `matplotlib.figure.Figure` with K panels, one above the other.
+    """
+    if not isinstance(text, str) or not text:
+        raise ValueError(
+            "Invalid value for argument `text`. Expected a non-empty str. "
+            f"Received: text={text!r}."
+        )
+    activations = np.asarray(activations, "float64")
+    validation.check_rank(activations, (1, 2), "activations")
+    activations = activations.reshape(-1, activations.shape[-1])
+    validation.check_static_dims(activations, {1: len(text)}, "activations")
+    if labels is not None and len(labels) != len(activations):
+        raise ValueError(
+            "Invalid length for argument `labels`. Expected one label per "
+            f"row of `activations` ({len(activations)}). Received: "
+            f"{len(labels)} labels."
+        )
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        raise ValueError(
+            "Invalid value for argument `value_range`. Expected (low, high) "
+            f"with low < high. Received: value_range={tuple(value_range)}."
+        )
+    line_width = validation.check_positive_int(line_width, "line_width")
+    positions, rows = _text_layout(text, line_width)
+    panels = len(activations)
+    figure, axes = _figure(
+        panels, 1, (0.09 * line_width + 0.4, panels * (0.17 * rows + 0.35))
+    )
+    for panel, axis in enumerate(axes[:, 0]):
+        colours = np.full((rows, line_width), np.nan)
+        colours[positions[:, 0], positions[:, 1]] = activations[panel]
+        axis.imshow(
+            np.ma.masked_invalid(colours),
+            cmap=cmap,
+            vmin=low,
+            vmax=high,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        for char, (row, column) in zip(text, positions, strict=True):
+            if not char.isspace() or char == "\n":
+                axis.text(
+                    column,
+                    row,
+                    "↵" if char == "\n" else char,
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    family="monospace",
+                )
+        if labels is not None:
+            axis.set_title(str(labels[panel]), fontsize=7, loc="left")
+    if title is not None:
+        figure.suptitle(title, fontsize=8)
     return figure

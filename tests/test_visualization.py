@@ -464,3 +464,45 @@ def test_plot_class_maps_rows_columns_and_values():
         visualization.plot_class_maps(images, [maps[0], np.ones((5, 5, 3))])
     with pytest.raises(ValueError, match="one map per image"):
         visualization.plot_class_maps(images, maps[:1])
+
+
+def test_text_activations_colour_each_character_and_wrap_lines():
+    text = 'say "hi"\nabcdefg'
+    activations = np.linspace(-1, 1, len(text))
+    figure = visualization.plot_text_activations(
+        text,
+        np.stack([activations, -activations]),
+        labels=["cell 3", "cell 9"],
+        line_width=5,
+    )
+    axes = [axis for axis in figure.axes if axis.images]
+    assert [axis.get_title(loc="left") for axis in axes] == ["cell 3", "cell 9"]
+    # Rows: 'say "' | 'hi"\n' | 'abcde' | 'fg'; empty places are masked.
+    colours = axes[0].images[0].get_array()
+    assert colours.shape == (4, 5)
+    np.testing.assert_allclose(colours[0], activations[:5])
+    np.testing.assert_allclose(colours[1, :4], activations[5:9])
+    np.testing.assert_allclose(colours[3, :2], activations[14:])
+    assert colours.mask[1, 4] and colours.mask[3, 2:].all()
+    np.testing.assert_allclose(
+        axes[1].images[0].get_array()[0], -activations[:5]
+    )
+    glyphs = [t.get_text() for t in axes[0].texts]
+    assert glyphs == list('say"hi"') + ["↵"] + list("abcdefg")
+    assert axes[0].images[0].get_clim() == (-1.0, 1.0)
+    _render(figure)
+
+
+def test_text_activations_bad_arguments():
+    with pytest.raises(ValueError, match=re.escape("Received: text=''")):
+        visualization.plot_text_activations("", np.zeros(0))
+    with pytest.raises(ValueError, match=re.escape("activations.shape=(2, 4)")):
+        visualization.plot_text_activations("abc", np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="Expected one label per row"):
+        visualization.plot_text_activations("abc", np.zeros(3), labels=[1, 2])
+    with pytest.raises(ValueError, match=re.escape("value_range=(1.0, 1.0)")):
+        visualization.plot_text_activations(
+            "abc", np.zeros(3), value_range=(1.0, 1.0)
+        )
+    with pytest.raises(ValueError, match=re.escape("Received: line_width=0")):
+        visualization.plot_text_activations("abc", np.zeros(3), line_width=0)
