@@ -130,6 +130,24 @@ def _standardize_per_stage(value, num_stages: int, name: str) -> tuple:
     return tuple(validation.check_positive_int(v, name) for v in value)
 
 
+def _five_stage_inputs(image_shape, filters, per_stage, per_stage_name, dtype):
+    """Checks a five-stage encoder's arguments; returns `(images input, the
+    images rescaled to 0..1, filters, per_stage)`."""
+    image_shape = check_image_shape(image_shape)
+    if not isinstance(filters, (tuple, list)) or len(filters) != 5:
+        raise ValueError(
+            "Invalid value for argument `filters`. Expected 5 ints > 0 "
+            f"(one per stage). Received: filters={filters!r}."
+        )
+    filters = _standardize_per_stage(tuple(filters), 5, "filters")
+    per_stage = _standardize_per_stage(per_stage, 5, per_stage_name)
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Rescaling(
+        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
+    )(images)
+    return images, x, filters, per_stage
+
+
 def build_vgg_small_backbone(
     image_shape: Sequence[int | None] = (None, None, 3),
     filters: Sequence[int] = (32, 64, 128, 192, 256),
@@ -168,20 +186,9 @@ def build_vgg_small_backbone(
           Large-Scale Image Recognition", ICLR 2015](
           https://arxiv.org/abs/1409.1556)
     """
-    image_shape = check_image_shape(image_shape)
-    if not isinstance(filters, (tuple, list)) or len(filters) != 5:
-        raise ValueError(
-            "Invalid value for argument `filters`. Expected 5 ints > 0 "
-            f"(one per stage). Received: filters={filters!r}."
-        )
-    filters = _standardize_per_stage(tuple(filters), 5, "filters")
-    convs_per_stage = _standardize_per_stage(
-        convs_per_stage, 5, "convs_per_stage"
+    images, x, filters, convs_per_stage = _five_stage_inputs(
+        image_shape, filters, convs_per_stage, "convs_per_stage", dtype
     )
-    images = keras.Input(image_shape, name="images")
-    x = keras.layers.Rescaling(
-        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
-    )(images)
     for stage, (width, num_convs) in enumerate(
         zip(filters, convs_per_stage, strict=True), start=1
     ):
@@ -237,20 +244,9 @@ def build_resnet_small_backbone(
         - [He, Zhang, Ren and Sun, "Deep Residual Learning for Image
           Recognition", CVPR 2016](https://arxiv.org/abs/1512.03385)
     """
-    image_shape = check_image_shape(image_shape)
-    if not isinstance(filters, (tuple, list)) or len(filters) != 5:
-        raise ValueError(
-            "Invalid value for argument `filters`. Expected 5 ints > 0 "
-            f"(one per stage). Received: filters={filters!r}."
-        )
-    filters = _standardize_per_stage(tuple(filters), 5, "filters")
-    blocks_per_stage = _standardize_per_stage(
-        blocks_per_stage, 5, "blocks_per_stage"
+    images, x, filters, blocks_per_stage = _five_stage_inputs(
+        image_shape, filters, blocks_per_stage, "blocks_per_stage", dtype
     )
-    images = keras.Input(image_shape, name="images")
-    x = keras.layers.Rescaling(
-        1.0 / 255.0, name="preprocess_rescaling", dtype=dtype
-    )(images)
     x = apply_conv_block(x, filters[0], 1, name="stem", dtype=dtype)
     for stage, (width, num_blocks) in enumerate(
         zip(filters, blocks_per_stage, strict=True), start=1

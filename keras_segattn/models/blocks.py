@@ -35,6 +35,20 @@ def check_fcn_variant(variant) -> str:
     return validation.check_one_of(variant, FCN_VARIANTS, "variant")
 
 
+def _conv_no_bias(x, filters, kernel_size, strides, name, dtype) -> Tensor:
+    """A "same" He-initialised convolution without bias (BatchNorm follows)."""
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=name,
+        dtype=dtype,
+    )(x)
+
+
 def apply_conv_block(
     x: Tensor,
     filters: int | Sequence[int],
@@ -91,15 +105,7 @@ def apply_conv_block(
         )
     kernel_size = validation.check_positive_int(kernel_size, "kernel_size")
     for i, width in enumerate(widths, start=1):
-        x = keras.layers.Conv2D(
-            width,
-            kernel_size,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=f"{name}_conv{i}",
-            dtype=dtype,
-        )(x)
+        x = _conv_no_bias(x, width, kernel_size, 1, f"{name}_conv{i}", dtype)
         x = keras.layers.BatchNormalization(name=f"{name}_bn{i}", dtype=dtype)(
             x
         )
@@ -143,40 +149,16 @@ def apply_residual_block(
 
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(
-            filters,
-            1,
-            strides=strides,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=f"{name}_shortcut_conv",
-            dtype=dtype,
-        )(x)
+        shortcut = _conv_no_bias(
+            x, filters, 1, strides, f"{name}_shortcut_conv", dtype
+        )
         shortcut = keras.layers.BatchNormalization(
             name=f"{name}_shortcut_bn", dtype=dtype
         )(shortcut)
-    y = keras.layers.Conv2D(
-        filters,
-        3,
-        strides=strides,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv1",
-        dtype=dtype,
-    )(x)
+    y = _conv_no_bias(x, filters, 3, strides, f"{name}_conv1", dtype)
     y = keras.layers.BatchNormalization(name=f"{name}_bn1", dtype=dtype)(y)
     y = keras.layers.ReLU(name=f"{name}_relu1", dtype=dtype)(y)
-    y = keras.layers.Conv2D(
-        filters,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv2",
-        dtype=dtype,
-    )(y)
+    y = _conv_no_bias(y, filters, 3, 1, f"{name}_conv2", dtype)
     # Zero-initialised last BN scale (Goyal et al., 2017): each block
     # starts as the identity, which trains deeper stacks from scratch.
     y = keras.layers.BatchNormalization(
