@@ -7,6 +7,16 @@ held-out sentences (the same split as examples/translate.py: no sentence
 shared with training), and samples text at several temperatures
 (`softmax(logits / T)`: T < 1 is conservative, T > 1 adventurous).
 
+Then looks for interpretable cells (Karpathy, Johnson & Fei-Fei, 2015):
+reads an analysis text (held-out sentences plus the corpus's sentences
+with quotation marks, which the held-out ones alone have too few of) with
+the LSTM, carrying its state, finds the cells whose tanh(c_t) correlates
+most with being inside quotes, the position in the line and the position
+in the word (`keras_segattn.metrics.most_correlated_cells`), writes their
+correlations to metrics.json and plots their activations over a passage
+(`plots/interpretable_cells.png`, colour per character, red high, blue
+low).
+
 Examples:
 
     python examples/char_rnn.py --epochs 5
@@ -70,6 +80,12 @@ def build_parser() -> ArgumentParser:
         help="sampling temperatures of the generated text",
     )
     parser.add_argument(
+        "--cells-sentences",
+        type=int,
+        default=1000,
+        help="held-out sentences in the interpretable-cells analysis text",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -91,8 +107,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 
+from keras_segattn import visualization  # noqa: E402
 from keras_segattn.data import spa_eng  # noqa: E402
+from keras_segattn.metrics import most_correlated_cells  # noqa: E402
+from keras_segattn.metrics import text_features  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
 from _common import check_compiled  # noqa: E402
@@ -150,16 +170,94 @@ def sample(
     return text
 
 
+class _CellStateReadout(keras.layers.Layer):
+    """Wraps a trained LSTM cell so that `keras.layers.RNN` returns its
+    cell state c_t at every step instead of h_t."""
+
+    def __init__(self, cell, **kwargs):
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.state_size = cell.state_size
+        self.output_size = cell.units
+
+    def call(self, inputs, states, training=False):
+        _, states = self.cell(inputs, states, training=training)
+        return states[1], states
+
+
+def cell_activations(model, alphabet, text: str) -> np.ndarray:
+    """tanh(c_t) [len(text), units] of the trained LSTM reading `text` in
+    one pass from a zero state (the quantity Karpathy et al. colour)."""
+    ids = np.array([[alphabet.get(c, 0) for c in text]], np.int32)
+    readout = keras.layers.RNN(
+        _CellStateReadout(model.get_layer("lstm").cell), return_sequences=True
+    )
+    states = readout(model.get_layer("embedding")(ids))
+    return np.tanh(np.asarray(ops.convert_to_numpy(states))[0])
+
+
+def analysis_text(pairs, validation_pairs, sentences: int, seed: int) -> str:
+    """Held-out sentences (the first `sentences`) and every sentence of the
+    corpus with a quotation mark, shuffled, one per line."""
+    held_out = [english for _, english in validation_pairs][:sentences]
+    quoted = sorted({english for _, english in pairs if '"' in english})
+    lines = sorted(set(held_out) | set(quoted))
+    np.random.default_rng(seed).shuffle(lines)
+    return "\n".join(lines) + "\n"
+
+
+def passage_with_quotes(text: str, lines: int = 12) -> str:
+    """`lines` consecutive lines of `text`, starting two lines before its
+    first quotation mark."""
+    all_lines = text.split("\n")
+    first = next((i for i, line in enumerate(all_lines) if '"' in line), 0)
+    start = max(first - 2, 0)
+    return "\n".join(all_lines[start : start + lines]) + "\n"
+
+
+def interpretable_cells(model, alphabet, text: str, plot_path: Path) -> dict:
+    """The cells most correlated with each `text_features` feature over
+    `text` (top 3 each, Pearson r) and the plot of the best ones over a
+    passage with quotes."""
+    activations = cell_activations(model, alphabet, text)
+    top = most_correlated_cells(activations, text_features(text), top_k=3)
+    passage = passage_with_quotes(text)
+    passage_activations = cell_activations(model, alphabet, passage)
+    best = [(name, *cells[0]) for name, cells in top.items()]
+    figure = visualization.plot_text_activations(
+        passage,
+        passage_activations[:, [cell for _, cell, _ in best]].T,
+        labels=[
+            f"cell {cell}: {name.replace('_', ' ')} (r = {r:+.2f} over the "
+            "analysis text)"
+            for name, cell, r in best
+        ],
+        line_width=max(len(line) for line in passage.split("\n")) + 1,
+        title="tanh(c) of the LSTM cells most correlated with each feature "
+        "(red +1, blue -1)",
+    )
+    figure.savefig(plot_path, dpi=110)
+    return {
+        "analysis_characters": len(text),
+        "analysis_quote_characters": text.count('"'),
+        "top_cells": {
+            name: [{"cell": cell, "r": round(r, 3)} for cell, r in cells]
+            for name, cells in top.items()
+        },
+    }
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.smoke:
         args.data_dir, args.epochs, args.units = SAMPLE_DIR, 1, 32
         args.validation_size, args.window = 60, 40
+        args.cells_sentences = 60
     strategy = setup_distribution(args)
     global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)
     out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
     pairs = spa_eng.load_spa_eng_pairs(args.data_dir)
     train_pairs, val_pairs = spa_eng.split_translation_pairs(
         pairs, args.validation_size, args.seed
@@ -208,6 +306,12 @@ def main(argv=None) -> int:
     (out / "samples.txt").write_text(
         "\n\n".join(f"T={t}:\n{s}" for t, s in samples.items()), "utf-8"
     )
+    cells = interpretable_cells(
+        model,
+        alphabet,
+        analysis_text(pairs, val_pairs, args.cells_sentences, args.seed),
+        out / "plots" / "interpretable_cells.png",
+    )
     metrics = {
         "command": "python examples/char_rnn.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -219,6 +323,7 @@ def main(argv=None) -> int:
         "bits_per_character_by_epoch": [round(b, 3) for b in bits],
         "train_minutes": round(minutes, 2),
         "samples": samples,
+        "interpretable_cells": cells,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

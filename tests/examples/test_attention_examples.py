@@ -92,6 +92,10 @@ def test_char_rnn_smoke(tmp_path):
     assert 0 < metrics["validation_bits_per_character"] < 10
     assert set(metrics["samples"]) == {"0.5", "1.0"}
     assert all(s.startswith("I ") for s in metrics["samples"].values())
+    cells = metrics["interpretable_cells"]["top_cells"]
+    assert set(cells) == {"inside_quotes", "line_position", "word_position"}
+    assert all(len(top) == 3 for top in cells.values())
+    assert (tmp_path / "plots" / "interpretable_cells.png").exists()
 
 
 def test_graves_window_smoke(tmp_path):
