@@ -215,6 +215,28 @@ def fcn():
     return compare(*_fcn_case("8s"))
 
 
+def fcn_class_weights():
+    """`segmentation_loss(class_weights=...)` (the package's loss) with
+    void pixels only in the first replica's examples: it must divide by
+    the global non-void count, not each replica's (Keras's
+    `ignore_class` does the latter)."""
+    from keras_segattn.losses import segmentation_loss
+
+    build_plain, x, y = _fcn_case("8s")
+    y = y.copy()
+    for step in range(STEPS):  # the first replica's half of each batch
+        y[step * BATCH : step * BATCH + BATCH // 2, :12] = 3
+
+    def build():
+        model = build_plain()
+        model._test_loss = segmentation_loss(
+            void_label=3, class_weights=[0.5, 1.0, 3.0]
+        )
+        return model
+
+    return compare(build, x, y)
+
+
 def fcn_jit():
     """`jit_compile=True` inside MirroredStrategy: whether Keras keeps it,
     and whether the first step compiles (then it must match one device)
@@ -540,6 +562,7 @@ FAMILIES = {
     name: globals()[name]
     for name in (
         "helpers",
+        "fcn_class_weights",
         "fcn",
         "fcn_jit",
         "draw",

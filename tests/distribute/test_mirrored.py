@@ -23,6 +23,7 @@ GROUPS = {
     "keras_losses_and_draw": (
         "helpers",
         "fcn",
+        "fcn_class_weights",
         "fcn_jit",
         "translator",
         "draw",
@@ -140,6 +141,7 @@ def test_helpers_in_replicas(groups):
     "family",
     [
         "fcn",
+        "fcn_class_weights",
         "translator",
         "draw",
         "captioner_soft",
@@ -150,7 +152,9 @@ def test_helpers_in_replicas(groups):
     ],
 )
 def test_mirrored_fit_matches_one_device(groups, family):
-    """fcn: the control (a Keras loss); translator: `TokenCrossentropy`
+    """fcn: the control (a Keras loss); fcn_class_weights: the package's
+    class-weighted segmentation loss with void pixels in one replica only;
+    translator: `TokenCrossentropy`
     with unequal padding per replica; draw: ε fixed per example;
     captioner_soft: captions of unequal lengths; captioner_hard_*: the
     self-critical and learned baselines with locations fixed per example;

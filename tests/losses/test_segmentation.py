@@ -34,8 +34,11 @@ def test_matches_numpy_and_ignores_void():
     rng = np.random.default_rng(0)
     labels, probs = _random_batch(rng)
     loss = segmentation_loss(void_label=4)
-    assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
     expected = np_masked_cross_entropy(labels, probs, 4)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=4)
+    np.testing.assert_allclose(
+        float(keras_loss(labels, probs)), expected, rtol=1e-5
+    )
     np.testing.assert_allclose(float(loss(labels, probs)), expected, rtol=1e-5)
     # [B, H, W, 1] masks give the same value.
     np.testing.assert_allclose(
@@ -72,7 +75,11 @@ def test_from_logits():
 def test_serializable():
     loss = segmentation_loss(void_label=11)
     revived = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert revived.get_config()["ignore_class"] == 11
+    assert revived.get_config()["void_label"] == 11
+    assert revived.get_config()["class_weights"] is None
+    plain = segmentation_loss()
+    assert isinstance(plain, keras.losses.SparseCategoricalCrossentropy)
+    assert plain.get_config()["ignore_class"] is None
 
 
 @pytest.mark.parametrize("void_label", [1.5, "void", True])
