@@ -419,15 +419,19 @@ def build(results, machine, command) -> tuple[str, str]:
     return "\n".join(report), "\n".join(readme)
 
 
-def update_readme(path: Path, block: str) -> None:
+def update_readme(
+    path: Path, block: str, begin: str = BEGIN, end: str = END
+) -> None:
+    """Replaces the text from `begin` to `end` (markers included) in the
+    file `path` with `block` (which carries the markers again)."""
     text = path.read_text()
-    if BEGIN not in text or END not in text:
+    if begin not in text or end not in text:
         raise ValueError(
-            f"{path} has no {BEGIN} ... {END} markers to replace; add them "
-            "where the speed tables belong."
+            f"{path} has no {begin} ... {end} markers to replace; add them "
+            "where the table belongs."
         )
-    before, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
     path.write_text(before + block + after)
 
 
