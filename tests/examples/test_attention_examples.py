@@ -20,6 +20,36 @@ def test_help_exits_cleanly(capsys):
     assert "--smoke" in capsys.readouterr().out
 
 
+def test_schedule_flag_is_checked(capsys):
+    parser = _example().build_parser()
+    assert parser.parse_args(["--schedule", "cosine"]).schedule == "cosine"
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--schedule", "linear"])
+    assert exit_info.value.code == 2
+    assert "--schedule: invalid choice: 'linear'" in capsys.readouterr().err
+
+
+def test_hard_attention_plots_the_locations(tmp_path):
+    from keras_segattn.data import digit_captions
+    from keras_segattn.models import ShowAttendTellCaptioner
+
+    example = _example()
+    images, _ = digit_captions.make_synthetic_digit_captions(1, seed=0)
+    model = ShowAttendTellCaptioner(
+        len(example.DIGITS),
+        image_shape=images.shape[1:],
+        attention="hard",
+        filters=(4, 4),
+        block_depth=1,
+        embedding_dim=4,
+        decoder_units=4,
+        attention_units=4,
+    )
+    example.save_attention_plot(model, images, tmp_path / "attention_hard.png")
+    for name in ("attention_hard.png", "attention_hard_locations.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
 @pytest.mark.slow  # two XLA-compiled captioners and an export
 def test_smoke_trains_evaluates_and_exports(tmp_path):
     example = _example()
@@ -29,6 +59,7 @@ def test_smoke_trains_evaluates_and_exports(tmp_path):
         "metrics.json",
         "history_soft.csv",
         "model.keras",
+        "model_none.keras",
         "plots/attention_soft.png",
         "1/saved_model.pb",
         "1/assets.extra/tf_serving_warmup_requests",
