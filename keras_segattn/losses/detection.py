@@ -143,8 +143,33 @@ def mask_rcnn_loss(
         ops.maximum(labels, 0)[:, :, None, None, None],
         axis=-1,
     )[..., 0]
-    loss = ops.binary_crossentropy(mask_targets, logits, from_logits=True)
-    weight = ops.cast(labels > 0, "float32")[:, :, None, None]
+    return binary_mask_loss(logits, labels > 0, mask_targets)
+
+
+def binary_mask_loss(
+    mask_logits: Tensor, weights: Tensor, mask_targets: Tensor
+) -> Tensor:
+    """Per-pixel binary cross-entropy of box masks, averaged over the
+    pixels of the selected boxes of the (global) batch.
+
+    The normalisation of torchvision's `maskrcnn_loss` for one logit map
+    per box (`mask_rcnn_loss` selects the class's map first; the
+    class-agnostic masks of `SDSRefiner` use it directly).
+
+    Args:
+        mask_logits: float tensor [B, P, m, m'].
+        weights: bool or float tensor [B, P]: 1 for the boxes in the loss,
+            0 for the others (padding, negatives).
+        mask_targets: float tensor [B, P, m, m'] in [0, 1].
+
+    Returns:
+        float32 scalar.
+    """
+    logits = ops.cast(mask_logits, "float32")
+    loss = ops.binary_crossentropy(
+        ops.cast(mask_targets, "float32"), logits, from_logits=True
+    )
+    weight = ops.cast(weights, "float32")[:, :, None, None]
     pixels = logits.shape[2] * logits.shape[3]
     count = ops.maximum(sum_over_replicas(ops.sum(weight)) * pixels, 1.0)
     return ops.sum(loss * weight) / count
