@@ -13,7 +13,9 @@ from keras_segattn.layers.feature_pyramid import FeaturePyramid
 from keras_segattn.layers.graves_window_attention import GravesWindowAttention
 from keras_segattn.layers.grid_coordinates import GridCoordinates
 from keras_segattn.layers.hypercolumn import Hypercolumn
+from keras_segattn.layers.hypercolumn_mask_head import HypercolumnMaskHead
 from keras_segattn.layers.mask_head import MaskHead
+from keras_segattn.layers.mask_pooling import MaskPooling
 from keras_segattn.layers.mask_postprocessor import MaskPostprocessor
 from keras_segattn.layers.max_pooling_with_argmax2d import (
     MaxPoolingWithArgmax2D,
