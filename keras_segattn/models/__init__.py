@@ -48,6 +48,7 @@ from keras_segattn.models.recurrent_refinement import build_refinement_network
 from keras_segattn.models.recurrent_refinement import (
     recurrent_refinement_inference_model,
 )
+from keras_segattn.models.sds import SDSRefiner
 from keras_segattn.models.translation import Seq2SeqTranslator
 from keras_segattn.models.two_stage_detector import TwoStageDetector
 from keras_segattn.models.yolo import YOLO
