@@ -27,12 +27,13 @@ It writes the tables (with the machine, date, load average and budget) to
 markers of `--readme` (default README.md). Nothing in them is typed by
 hand: rerun to refresh.
 
-`--quick` trains 2 steps of tiny versions of the models on 32x32 crops of
-the embedded samples (sample_data/), in seconds; it writes only where
-`--output` / `--readme` say.
+`--quick` trains 2 steps of tiny versions of the models on the embedded
+samples (sample_data/) resized to 32x32; about 15 s of CPU per model and
+dataset, mostly XLA compilation (3-4 minutes for all 14 on 2 cores). It
+writes only where `--output` / `--readme` say.
 
 Usage:
-    python benchmarks/segmentation_table.py [--steps 150] [--batch-size 8]
+    python benchmarks/segmentation_table.py [--steps 120] [--batch-size 4]
         [--pets-size 128] [--camvid-size 96x128] [--models ...]
     python benchmarks/segmentation_table.py --quick --output /tmp/t.md \\
         --readme /tmp/README.md
@@ -41,6 +42,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -63,6 +65,7 @@ from _timing import time_call  # noqa: E402
 from _timing import write_json  # noqa: E402
 from report import _cpu_model  # noqa: E402
 from report import _table  # noqa: E402
+from report import _utc  # noqa: E402
 from report import _utc_now  # noqa: E402
 from report import _versions  # noqa: E402
 from report import update_readme  # noqa: E402
@@ -211,13 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=_positive_int,
         default=None,
-        help="train steps per model and dataset (default 150; --quick 2)",
+        help="train steps per model and dataset (default 120; --quick 2)",
     )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
-        help="batch size (default 8; --quick 2)",
+        help="batch size (default 4; --quick 2)",
     )
     parser.add_argument(
         "--pets-size",
@@ -247,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timed-steps",
         type=_positive_int,
         default=None,
-        help="timed train steps, after one warm-up (default 5; --quick 1)",
+        help="timed train steps, after one warm-up (default 3; --quick 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
     parser.add_argument(
@@ -276,9 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command named in the report (default: this one)",
     )
     parser.add_argument(
+        "--from-json",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="train nothing: render the tables from the rows that runs with "
+        "the same budget wrote with --json (e.g. one run per dataset)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 steps of tiny models on 32x32 embedded samples, in seconds",
+        help="2 steps of tiny models on the embedded samples at 32x32",
     )
     return parser
 
@@ -288,11 +299,11 @@ def _resolve(args, parser) -> None:
     before anything is trained."""
     quick = args.quick
     defaults = {
-        "steps": 2 if quick else 150,
-        "batch_size": 2 if quick else 8,
+        "steps": 2 if quick else 120,
+        "batch_size": 2 if quick else 4,
         "pets_size": (32, 32) if quick else (128, 128),
         "camvid_size": (32, 32) if quick else (96, 128),
-        "timed_steps": 1 if quick else 5,
+        "timed_steps": 1 if quick else 3,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -472,7 +483,25 @@ def _dataset_table(rows, dataset) -> list[str]:
     return _table(header, body)
 
 
-def _caption(args, machine) -> str:
+def _load_text(runs) -> str:
+    """The load averages of the runs, and whether the machine was loaded."""
+    cores = runs[0]["cores"]
+    parts, loaded = [], False
+    for run in runs:
+        titles = " and ".join(DATASET_TITLES[d] for d in run["datasets"])
+        if run.get("load_start") is None:
+            parts.append(f"{titles} run: load average not recorded")
+            continue
+        parts.append(
+            f"{titles} run: load average {run['load_start']:.1f} at start "
+            f"and {run['load_end']:.1f} at end"
+        )
+        loaded |= max(run["load_start"], run["load_end"]) > cores
+    note = " (a shared, loaded machine: times are noisy)" if loaded else ""
+    return "; ".join(parts) + note
+
+
+def _caption(args, runs) -> str:
     sizes = ", ".join(
         f"{DATASET_TITLES[d]} {'×'.join(map(str, getattr(args, f'{d}_size')))}"
         for d in args.datasets
@@ -491,24 +520,31 @@ def _caption(args, machine) -> str:
         "Validation mean IoU and pixel accuracy on the held-out split "
         "resized to the training size, void pixels skipped. ms/step: "
         "`train_on_batch` (forward, loss, gradient, AdamW update), median "
-        f"of {args.timed_steps} after a warm-up, {machine['cpu']}, "
-        f"{machine['cores']} cores, load average {machine['load_start']:.1f}"
-        f" at start and {machine['load_end']:.1f} at end"
-        + (
-            " (a shared, loaded machine: times are noisy)"
-            if max(machine["load_start"], machine["load_end"])
-            > machine["cores"]
-            else ""
-        )
-        + ". Export MB: the SavedModel written by `export_for_serving`. "
+        f"of {args.timed_steps} after a warm-up, {runs[0]['cpu']}, "
+        f"{runs[0]['cores']} cores; {_load_text(runs)}. Export MB: the "
+        "SavedModel written by `export_for_serving`. "
         "Parameters, times and export size are for each dataset's class "
         "count. train s: wall time of the training, XLA compilation "
         "included." + (tiny if args.quick else "")
     )
 
 
-def render(rows, args, machine) -> tuple[str, str]:
-    """(report file text, README block)."""
+def _generated_by(runs, command) -> str:
+    if len(runs) == 1 and runs[0].get("command") == command:
+        return f"Generated by `{command}` on {runs[0]['date']}"
+    sources = "; ".join(
+        f"`{run['command']}` on {run['date']}"
+        if run.get("command")
+        else f"a run whose command was not recorded (rows written "
+        f"{run['date']})"
+        for run in runs
+    )
+    return f"Generated by `{command}` from the rows of {sources}"
+
+
+def render(rows, args, runs, command) -> tuple[str, str]:
+    """(report file text, README block) of `rows`, measured by `runs`
+    (one machine dict per run) and rendered by `command`."""
     tables = []
     for dataset in args.datasets:
         tables += [
@@ -521,12 +557,13 @@ def render(rows, args, machine) -> tuple[str, str]:
         ["model", "configuration"],
         [[MODELS[n][0], MODELS[n][1]] for n in args.models],
     )
-    caption = _caption(args, machine)
+    caption = _caption(args, runs)
+    machine = runs[0]
     report = [
         "# Segmentation models under one budget",
         "",
-        f"Generated by `{machine['command']}` "
-        f"(benchmarks/segmentation_table.py) on {machine['date']}, "
+        f"{_generated_by(runs, command)} "
+        "(benchmarks/segmentation_table.py), "
         f"{machine['cpu']}, {machine['cores']} cores, "
         f"{machine['platform']}; {machine['versions']}. Do not edit: "
         "rerun to refresh.",
@@ -541,13 +578,85 @@ def render(rows, args, machine) -> tuple[str, str]:
     ]
     readme = [
         BEGIN,
-        f"Generated by `{machine['command']}` on {machine['date']} (copied "
-        "into `benchmarks/SEGMENTATION.md` with the configurations); do not "
-        "edit by hand. " + caption,
+        f"{_generated_by(runs, command)} (copied into "
+        "`benchmarks/SEGMENTATION.md` with the configurations); do not edit "
+        "by hand. " + caption,
         *tables,
         END,
     ]
     return "\n".join(report), "\n".join(readme)
+
+
+# The settings that make a budget: runs merged by --from-json must agree.
+BUDGET_KEYS = (
+    "steps",
+    "batch_size",
+    "pets_size",
+    "camvid_size",
+    "learning_rate",
+    "weight_decay",
+    "timed_steps",
+    "seed",
+    "quick",
+)
+
+
+def _read_runs(paths, parser):
+    """(settings, rows, runs) of the --json files `paths`; exits with an
+    error naming the file on an unreadable file, another budget or a
+    repeated row."""
+    settings, rows, runs, seen = None, [], [], set()
+    for path in paths:
+        try:
+            payload = json.loads(path.read_text())
+            budget = {k: payload["settings"][k] for k in BUDGET_KEYS}
+            keys = [(r["dataset"], r["model"]) for r in payload["rows"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(
+                f"--from-json: cannot read the rows of {path}: {error!r}"
+            )
+        if settings is None:
+            settings, first, first_budget = payload["settings"], path, budget
+        elif budget != first_budget:
+            parser.error(
+                f"--from-json: {path} has another budget than {first}: "
+                f"{budget} != {first_budget}"
+            )
+        for key in keys:
+            if key in seen or key[1] not in MODELS:
+                parser.error(
+                    f"--from-json: {path} repeats or has an unknown row {key}"
+                )
+            seen.add(key)
+        rows += payload["rows"]
+        machine = payload.get("machine") or {
+            "date": _utc(path.stat().st_mtime),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "versions": _versions(),
+        }
+        datasets = {dataset for dataset, _ in keys}
+        machine["datasets"] = [d for d in DATASET_TITLES if d in datasets]
+        runs.append(machine)
+    args = argparse.Namespace(**settings)
+    for key in ("pets_size", "camvid_size"):
+        setattr(args, key, tuple(getattr(args, key)))
+    names = {model for _, model in seen}
+    args.models = [n for n in MODELS if n in names]
+    datasets = {dataset for dataset, _ in seen}
+    args.datasets = [d for d in DATASET_TITLES if d in datasets]
+    return args, rows, runs
+
+
+def _write(report, block, args) -> None:
+    print(report)
+    if args.output is not None:
+        args.output.write_text(report)
+        print(f"wrote {args.output}")
+    if args.readme is not None:
+        update_readme(args.readme, block, begin=BEGIN, end=END)
+        print(f"updated the segmentation table in {args.readme}")
 
 
 def main(argv=None) -> int:
@@ -558,7 +667,12 @@ def main(argv=None) -> int:
         ["python benchmarks/segmentation_table.py"]
         + (sys.argv[1:] if argv is None else list(argv))
     )
+    if args.from_json:
+        settings, rows, runs = _read_runs(args.from_json, parser)
+        _write(*render(rows, settings, runs, command), args)
+        return 0
     machine = {
+        "datasets": args.datasets,
         "command": command,
         "date": _utc_now(),
         "cpu": _cpu_model(),
@@ -582,19 +696,18 @@ def main(argv=None) -> int:
                 f"train {row['train_s']:5.0f} s",
                 flush=True,
             )
+            machine["load_end"] = os.getloadavg()[0]
             if args.json:
                 write_json(
-                    args.json, {"settings": _settings(args), "rows": rows}
+                    args.json,
+                    {
+                        "settings": _settings(args),
+                        "machine": machine,
+                        "rows": rows,
+                    },
                 )
     machine["load_end"] = os.getloadavg()[0]
-    report, block = render(rows, args, machine)
-    print(report)
-    if args.output is not None:
-        args.output.write_text(report)
-        print(f"wrote {args.output}")
-    if args.readme is not None:
-        update_readme(args.readme, block, begin=BEGIN, end=END)
-        print(f"updated the segmentation table in {args.readme}")
+    _write(*render(rows, args, [machine], command), args)
     return 0
 
 
