@@ -553,6 +553,15 @@ def render(rows, args, runs, command) -> tuple[str, str]:
             "",
             *_dataset_table(rows, dataset),
         ]
+        measured = {r["model"] for r in rows if r["dataset"] == dataset}
+        missing = [MODELS[n][0] for n in args.models if n not in measured]
+        if missing:
+            tables += [
+                "",
+                f"No {DATASET_TITLES[dataset]} row (not measured): "
+                + ", ".join(missing)
+                + ".",
+            ]
     configs = _table(
         ["model", "configuration"],
         [[MODELS[n][0], MODELS[n][1]] for n in args.models],

@@ -203,6 +203,13 @@ def test_from_json_merges_runs_of_one_budget(table, tmp_path, capsys):
     assert "Oxford-IIIT pets run: load average not recorded" in block
     assert "CamVid run: load average 0.1 at start and 0.2 at end" in block
     assert "loaded machine" not in block
+    assert "not measured" not in block
+
+    rows = _rows(table, ["camvid"])[:-1]
+    camvid.write_text(json.dumps({"settings": settings, "rows": rows}))
+    assert table.main(argv) == 0
+    block = _block(readme.read_text(), table)
+    assert "No CamVid row (not measured): Hypercolumn (Hariharan)." in block
 
     settings["steps"] = 3
     pets.write_text(
