@@ -125,6 +125,15 @@ def build_parser() -> ArgumentParser:
         "one anchor size per level, MultiScaleRoIAlign)",
     )
     train.add_argument(
+        "--init-from",
+        default=None,
+        help="start from these weights instead of random ones: a committed "
+        "model name (e.g. digits_mask_rcnn_fpn, see "
+        "keras_segattn.models.list_pretrained()), a save_pretrained "
+        "folder or a .keras file, of the same architecture (same --fpn and "
+        "--image-size); a fine-tuning run",
+    )
+    train.add_argument(
         "--augment",
         choices=("auto", "none", "scale-crop", "flip-scale-crop"),
         default="auto",
@@ -162,6 +171,7 @@ from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.metrics import evaluate_detections  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
+from keras_segattn.models import load_pretrained  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
@@ -268,6 +278,25 @@ def augmentation_name(args) -> str:
     return name
 
 
+def _load_initial_weights(model, source: str) -> None:
+    """`--init-from`: every weight of a model of the same architecture."""
+    if source.endswith(".keras"):
+        loaded = keras.saving.load_model(source)
+    else:
+        loaded = load_pretrained(source)
+    weights = loaded.get_weights()
+    shapes = [tuple(w.shape) for w in weights]
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    if shapes != expected:
+        raise ValueError(
+            "Invalid value for argument `--init-from`. Expected a model of "
+            "this run's architecture (same --fpn, --image-size and class "
+            f"count: {len(expected)} weights). Received: --init-from "
+            f"{source} with {len(shapes)} weights of other shapes."
+        )
+    model.set_weights(weights)
+
+
 def train(args) -> int:
     strategy = setup_distribution(args)
     keras.utils.set_random_seed(args.seed)
@@ -296,6 +325,8 @@ def train(args) -> int:
             seed=args.seed,
             **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
         )
+        if args.init_from:
+            _load_initial_weights(model, args.init_from)
         steps = len(train_scenes["images"]) // batch_size
         schedule = cosine_decay(
             args.learning_rate, steps, args.epochs, alpha=0.01
