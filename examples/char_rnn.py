@@ -14,8 +14,8 @@ the LSTM, carrying its state, finds the cells whose tanh(c_t) correlates
 most with being inside quotes, the position in the line and the position
 in the word (`keras_segattn.metrics.most_correlated_cells`), writes their
 correlations to metrics.json and plots their activations over a passage
-(`plots/interpretable_cells.png`, colour per character, red high, blue
-low).
+(`plots/interpretable_cells.png`, colour per character, blue +1, red -1
+as in the paper's figures).
 
 Examples:
 
@@ -233,8 +233,9 @@ def interpretable_cells(model, alphabet, text: str, plot_path: Path) -> dict:
             for name, cell, r in best
         ],
         line_width=max(len(line) for line in passage.split("\n")) + 1,
+        cmap="coolwarm_r",
         title="tanh(c) of the LSTM cells most correlated with each feature "
-        "(red +1, blue -1)",
+        "(blue +1, red -1, as in Karpathy et al.)",
     )
     figure.savefig(plot_path, dpi=110)
     return {
