@@ -79,7 +79,8 @@ class SDSRefiner(keras.Model):
     the valid boxes of the global batch, as `mask_rcnn_loss`), and with
     the cascade `loss_classifier`, the cross-entropy averaged over the
     valid boxes of the global batch (as `fast_rcnn_loss`). Padding boxes
-    are ignored. Each loss is reported as a metric.
+    are ignored; a box with a NaN or infinite coordinate makes the losses
+    NaN. Each loss is reported as a metric.
 
     Args:
         image_shape: (H, W, C), static.
@@ -364,9 +365,13 @@ class SDSRefiner(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        return track_detection_losses(
-            self, self.compute_sds_losses(x, y, y_pred)
-        )
+        losses = self.compute_sds_losses(x, y, y_pred)
+        # Every non-padding box is in the mask loss: one with a NaN or
+        # infinite coordinate makes every loss NaN instead of pooling
+        # zeros (`non_finite_target_loss`), so TerminateOnNaN stops.
+        boxes = x["boxes"]
+        every_box = {"boxes": boxes, "classes": ops.zeros_like(boxes[..., 0])}
+        return track_detection_losses(self, losses, every_box)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()

@@ -166,6 +166,15 @@ def test_losses_against_numpy(num_classes):
         assert float(again[name]) == float(losses[name])
 
 
+def test_a_non_finite_box_makes_the_loss_nan():
+    model = _tiny()
+    x, y = _batch()
+    y = {"masks": y["masks"]}
+    assert np.isfinite(float(model.compute_loss(x, y, model(x))))
+    x["boxes"][0, 1, 2] = np.nan
+    assert np.isnan(float(model.compute_loss(x, y, model(x))))
+
+
 def test_user_backbone_layer_names():
     images = keras.Input((24, 24, 3))
     a = keras.layers.Conv2D(2, 3, strides=2, padding="same", name="s2")(images)
