@@ -495,8 +495,12 @@ def save_plot(scenes, rcnn_masks, sds_masks, path: Path, count: int = 4):
                 labels = np.zeros(masks.shape[1:], "int32")
                 for i in np.flatnonzero(valid):
                     labels[masks[i] >= 0.5] = i + 1
-                axis.imshow(labels, cmap="tab10", vmin=0, vmax=9)
-            axis.set_axis_off()
+                axis.set_facecolor("black")  # the unlabelled pixels
+                axis.imshow(
+                    np.ma.masked_equal(labels, 0), cmap="tab10", vmin=1, vmax=10
+                )
+            axis.set_xticks([])
+            axis.set_yticks([])
             if row == 0:
                 axis.set_title(titles[col], fontsize=8)
     figure.tight_layout()
