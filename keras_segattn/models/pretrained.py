@@ -27,6 +27,7 @@ inside (the models take images 0..255 and text as the exports do): call
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -305,9 +306,12 @@ def save_pretrained(
     reads: `config.json`, `model.weights.h5` and `metadata.json` holding
     the given keyword arguments (JSON values: task, classes, metrics...).
 
-    Each file is written to a temporary file and renamed into place
-    (`keras_segattn.saving.atomic_file`), so a save killed midway never
-    leaves a broken file; other files in `directory` are kept.
+    Only the architecture and weights are written, not a compiled model's
+    optimizer, loss or optimizer state (compile the loaded model to
+    fine-tune it). Each file is written to a temporary file and renamed
+    into place (`keras_segattn.saving.atomic_file`), so a save killed
+    midway never leaves a broken file; other files in `directory` are
+    kept.
 
     Returns:
         The directory.
@@ -324,6 +328,14 @@ def save_pretrained(
         **metadata,
         "weights": {"format": "keras", "file": WEIGHTS_FILE},
     }
+    if getattr(model, "optimizer", None) is not None:
+        # `save_weights` of a compiled model also writes the optimizer's
+        # slots (twice the weights for Adam): save an uncompiled copy.
+        weights = model.get_weights()
+        config.pop("compile_config", None)
+        model = keras.saving.deserialize_keras_object(copy.deepcopy(config))
+        model.set_weights(weights)
+        config = keras.saving.serialize_keras_object(model)
     saving.save_model_atomic(model, path / WEIGHTS_FILE, weights_only=True)
     for name, content in (
         (CONFIG_FILE, json.dumps(config, indent=1)),

@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -97,8 +98,16 @@ def test_user_directory_round_trip(tmp_path):
             loaded.predict(images, verbose=0), expected
         )
     # Ready to fine-tune.
-    by_path.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    by_path.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     by_path.fit(images, np.array([0, 2]), epochs=1, verbose=0)
+    # A compiled model's optimizer slots are not written (Adam: 2x size).
+    again = save_pretrained(by_path, tmp_path / "tuned")
+    with h5py.File(again / "model.weights.h5", "r") as weights:
+        assert "optimizer" not in weights
+    np.testing.assert_array_equal(
+        load_pretrained(str(again)).predict(images, verbose=0),
+        by_path.predict(images, verbose=0),
+    )
 
 
 def test_committed_weights_round_trip_through_a_user_directory(tmp_path):
