@@ -383,6 +383,8 @@ def _captioner(attention="soft"):
 
 
 def _mask_rcnn(fpn: bool):
+    # The fine-tuned digits_mask_rcnn_fpn (issue 17) ships config.json +
+    # model.weights.h5: for it `build` only recovers the first export.
     example = load_example("instance_segmentation")
 
     def build():
