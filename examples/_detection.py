@@ -1,12 +1,46 @@
-"""What the detection examples share: the digit scenes of each split,
-serving predictions and the plot of ground truth beside detections
-(`instance_segmentation.py`, `yolo_digits.py`, `rcnn_progression.py`)."""
+"""What the detection examples share: their train/evaluate command line,
+the digit scenes of each split, serving predictions and the plot of ground
+truth beside detections (`instance_segmentation.py`, `yolo_digits.py`,
+`sds_digits.py`, `rcnn_progression.py`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+
+def add_scene_commands(parser, output_dir: str, output_help: str):
+    """The `train` and `evaluate` sub-commands of a digit-scene example,
+    with the flags both take (--data-dir, --output-dir, --image-size,
+    --seed, --smoke); returns the sub-parsers' `choices` dict."""
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "evaluate"):
+        command = commands.add_parser(name)
+        command.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="folder with mnist_train.npz (default ../shared/data/mnist)",
+        )
+        command.add_argument(
+            "--output-dir",
+            type=Path,
+            default=Path(output_dir),
+            help=output_help,
+        )
+        command.add_argument(
+            "--image-size", type=int, default=128, help="square scene size"
+        )
+        command.add_argument(
+            "--seed", type=int, default=0, help="seed of the scenes and weights"
+        )
+        command.add_argument(
+            "--smoke",
+            action="store_true",
+            help="seven-segment digits, tiny models, a few steps",
+        )
+    return commands.choices
 
 
 def make_digit_scenes(args, split: str, count: int) -> dict:

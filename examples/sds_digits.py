@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from _cli import ArgumentParser
+from _detection import add_scene_commands
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
@@ -57,33 +58,12 @@ def build_parser() -> ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate"):
-        command = commands.add_parser(name)
-        command.add_argument(
-            "--data-dir",
-            type=Path,
-            default=None,
-            help="folder with mnist_train.npz (default ../shared/data/mnist)",
-        )
-        command.add_argument(
-            "--output-dir",
-            type=Path,
-            default=Path("saved_models/sds_digits"),
-            help="where the model, metrics and plots go",
-        )
-        command.add_argument(
-            "--image-size", type=int, default=128, help="square scene size"
-        )
-        command.add_argument(
-            "--seed", type=int, default=0, help="seed of the data and weights"
-        )
-        command.add_argument(
-            "--smoke",
-            action="store_true",
-            help="seven-segment digits, tiny models, a few steps",
-        )
-    train = commands.choices["train"]
+    commands = add_scene_commands(
+        parser,
+        "saved_models/sds_digits",
+        "where the model, metrics and plots go",
+    )
+    train = commands["train"]
     train.add_argument(
         "--epochs", type=int, default=None, help="default: 3 (--smoke: 1)"
     )
@@ -118,7 +98,7 @@ def build_parser() -> ArgumentParser:
         action="store_true",
         help="add the MNC class cascade (SDSRefiner(num_classes=10))",
     )
-    evaluate = commands.choices["evaluate"]
+    evaluate = commands["evaluate"]
     evaluate.add_argument(
         "--num-test", type=int, default=1000, help="test scenes"
     )

@@ -35,10 +35,10 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from _cli import ArgumentParser
 from _cli import add_distribution_arguments
+from _detection import add_scene_commands
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 MODEL_FILE = "model.keras"
@@ -49,33 +49,12 @@ def build_parser() -> ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate"):
-        command = commands.add_parser(name)
-        command.add_argument(
-            "--data-dir",
-            type=Path,
-            default=None,
-            help="folder with mnist_train.npz (default ../shared/data/mnist)",
-        )
-        command.add_argument(
-            "--output-dir",
-            type=Path,
-            default=Path("saved_models/digits_yolo"),
-            help="where the model, serving export, plots and metrics go",
-        )
-        command.add_argument(
-            "--image-size", type=int, default=128, help="scene side (128)"
-        )
-        command.add_argument(
-            "--seed", type=int, default=0, help="scene and weight seed (0)"
-        )
-        command.add_argument(
-            "--smoke",
-            action="store_true",
-            help="seven-segment digits, tiny model, a few steps",
-        )
-    train = commands.choices["train"]
+    commands = add_scene_commands(
+        parser,
+        "saved_models/digits_yolo",
+        "where the model, serving export, plots and metrics go",
+    )
+    train = commands["train"]
     train.add_argument(
         "--epochs", type=int, default=None, help="default: 8 (--smoke: 1)"
     )
@@ -104,7 +83,7 @@ def build_parser() -> ArgumentParser:
         "in greater number; a mirrored digit is another digit)",
     )
     add_distribution_arguments(train)
-    evaluate = commands.choices["evaluate"]
+    evaluate = commands["evaluate"]
     evaluate.add_argument(
         "--num-test", type=int, default=1000, help="test-pool scenes (1000)"
     )
