@@ -736,6 +736,20 @@ def _attention_grids(attention: np.ndarray, name: str) -> np.ndarray:
     return attention.reshape(*attention.shape[:2], side, side)
 
 
+def _word_figure(num_images: int, words, steps: int):
+    """Checks `words` (one list of at most `steps` words per image) and
+    makes the figure of the per-word plots: a row per image, the image and
+    then one panel per word."""
+    if len(words) != num_images or any(len(w) > steps for w in words):
+        raise ValueError(
+            "Invalid value for argument `words`. Expected one list of at most "
+            f"T={steps} words per image ({num_images} images). Received: "
+            f"{len(words)} lists of lengths {[len(w) for w in words]}."
+        )
+    columns = 1 + max((len(w) for w in words), default=0)
+    return _figure(num_images, columns, (1.6 * columns, 1.8 * num_images))
+
+
 def plot_attention_maps(
     images,
     attention,
@@ -775,16 +789,7 @@ def plot_attention_maps(
     steps = attention.shape[1]
     if words is None:
         words = [[f"t={t}" for t in range(steps)]] * len(images)
-    if len(words) != len(images) or any(len(w) > steps for w in words):
-        raise ValueError(
-            "Invalid value for argument `words`. Expected one list of at most "
-            f"T={steps} words per image ({len(images)} images). Received: "
-            f"{len(words)} lists of lengths {[len(w) for w in words]}."
-        )
-    columns = 1 + max((len(w) for w in words), default=0)
-    figure, axes = _figure(
-        len(images), columns, (1.6 * columns, 1.8 * len(images))
-    )
+    figure, axes = _word_figure(len(images), words, steps)
     height, width = images.shape[1:3]
     for row, image in enumerate(images):
         _show(axes[row, 0], image)
@@ -871,16 +876,7 @@ def plot_attention_locations(
         words = [
             [f"t={t}" for t in range(steps) if row[t] >= 0] for row in locations
         ]
-    if len(words) != len(images) or any(len(w) > steps for w in words):
-        raise ValueError(
-            "Invalid value for argument `words`. Expected one list of at most "
-            f"T={steps} words per image ({len(images)} images). Received: "
-            f"{len(words)} lists of lengths {[len(w) for w in words]}."
-        )
-    columns = 1 + max((len(w) for w in words), default=0)
-    figure, axes = _figure(
-        len(images), columns, (1.6 * columns, 1.8 * len(images))
-    )
+    figure, axes = _word_figure(len(images), words, steps)
     height, width = images.shape[1:3]
     cell_h, cell_w = height / grid_h, width / grid_w
     for row, image in enumerate(images):
