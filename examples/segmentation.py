@@ -392,6 +392,8 @@ def train(args) -> int:
     summary = {
         "dataset": args.dataset,
         "model": args.model,
+        "backbone": args.backbone,
+        "class_weights": args.class_weights,
         "parameters": model.count_params(),
         "image_size": list(args.image_size),
         "epochs": epochs,

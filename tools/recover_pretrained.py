@@ -174,11 +174,21 @@ def _caption_canvases(args, count: int = 4):
 
 
 def _segmentation(dataset, num_classes, image_size, label_offset, classes):
+    # The FCN's encoder: metrics.json of models trained since the
+    # `--backbone` flag says which (earlier ones used the VGG default).
+    directory = ROOT / "saved_models" / f"{dataset}_fcn"
+    metrics = json.loads((directory / "metrics.json").read_text("utf-8"))
+    backbone = metrics.get("backbone", "vgg_small")
+    image_size = tuple(metrics.get("image_size", image_size))
+
     def build():
         from keras_segattn import models
 
+        overrides = {"variant": "8s"}
+        if backbone != "vgg_small":
+            overrides.update(backbone=backbone, backbone_kwargs={})
         return models.build_segmentation_model(
-            "fcn8s_small", num_classes, variant="8s"
+            "fcn8s_small", num_classes, **overrides
         )
 
     def serve(model):
