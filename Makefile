@@ -38,8 +38,13 @@ demo: install
 	    --data-dir sample_data/oxford_pets --image-size 128 \
 	    --saved-model $(DEMO_DIR)/serving/1
 
+# Two pytest workers (pytest-xdist), whole files per worker so that module
+# fixtures are built once: tracing and XLA compilation are single-threaded,
+# so a second process keeps both cores busy. PYTEST_WORKERS=0 runs in one.
+PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 \
+	    $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
