@@ -9,11 +9,10 @@ from keras import backend
 from keras import ops
 
 from keras_segattn import validation
-from keras_segattn.ops.roi_align import _neighbourhood_table
 from keras_segattn.ops.roi_align import _prepare_boxes
 from keras_segattn.ops.roi_align import _prepare_features
 from keras_segattn.ops.roi_align import _prepare_rois
-from keras_segattn.ops.roi_align import _roi_align_gather
+from keras_segattn.ops.roi_align import _roi_align_maps
 from keras_segattn.validation import Tensor
 from keras_segattn.validation import shape_list
 
@@ -115,10 +114,14 @@ def multilevel_roi_align(
     (x1, y1, x2, y2) box in image pixels.
 
     Unlike torchvision, which splits the boxes by level with data-dependent
-    shapes, every box is pooled in one pass: the levels' neighbourhood
-    tables are concatenated and each box gathers from its own level (its
-    own offset, size and scale), so the cost is that of one `roi_align`,
-    shapes stay static and the op compiles under XLA. Padding boxes (four
+    shapes, every box is pooled in one pass: the levels' pixels are
+    flattened and concatenated and each box gathers its samples' four
+    corners from its own level (its own offset, size and scale), so shapes
+    stay static and the op compiles under XLA. No neighbourhood table of
+    the whole pyramid is built for the forward (it cost 8x the forward
+    time on a 4-level pyramid); the gradient is `roi_align`'s, one
+    scatter of the four corners per sample into the table's gradient,
+    folded back onto each level. Padding boxes (four
     -1), boxes with non-finite coordinates and flat rows with an invalid
     batch index give zero output and zero gradient, whatever the features
     hold; NaN and infinite feature values propagate as in `roi_align`.
@@ -192,16 +195,14 @@ def multilevel_roi_align(
             canonical_scale,
             canonical_level,
         )
-    tables, heights, widths, offsets = [], [], [], []
+    heights, widths, offsets = [], [], []
     offset = 0
     for features in features_by_level:
         _, height, width, _ = shape_list(features)
-        tables.append(_neighbourhood_table(features))
         heights.append(height)
         widths.append(width)
         offsets.append(offset)
         offset = offset + batch * height * width
-    table = tables[0] if len(tables) == 1 else ops.concatenate(tables, 0)
 
     def per_box(values, dtype):
         return ops.take(
@@ -212,8 +213,8 @@ def multilevel_roi_align(
     width = per_box(widths, "int32")
     base = per_box(offsets, "int32") + rois.batch_index * height * width
     scale = per_box([float(s) for s in spatial_scales], "float32")
-    return _roi_align_gather(
-        table,
+    return _roi_align_maps(
+        list(features_by_level),
         rois,
         base,
         height,

@@ -148,6 +148,54 @@ def test_gradients_per_level_and_padding():
         np.testing.assert_allclose(grad.numpy(), ref, atol=1e-7)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_gradients_to_levels_and_boxes_equal_roi_align_per_level(jit_compile):
+    """The forward gathers from the maps and the gradient is written by
+    hand (the table's): both must be the derivative of the output, boxes
+    included, as `roi_align`'s autodiff gives it on each box's level."""
+    rng = np.random.default_rng(6)
+    levels = [tf.constant(f) for f in pyramid(rng)]
+    boxes = tf.constant(pyramid_boxes(rng))
+    upstream = tf.constant(rng.normal(size=(2, 7, 2, 3, 3)).astype(F32))
+    k_min = 2
+    mask = np.array(
+        [
+            [[np_level(boxes[b, n], k_min, k_min + 2) for n in range(7)]]
+            for b in range(2)
+        ]
+    )[:, 0]
+
+    @tf.function(jit_compile=jit_compile)
+    def gradients(levels, boxes):
+        with tf.GradientTape() as tape:
+            tape.watch([levels, boxes])
+            out = multilevel_roi_align(levels, boxes, (2, 3), SCALES)
+            loss = tf.reduce_sum(out * upstream)
+        return out, tape.gradient(loss, [levels, boxes])
+
+    @tf.function(jit_compile=jit_compile)
+    def reference(levels, boxes):
+        with tf.GradientTape() as tape:
+            tape.watch([levels, boxes])
+            loss = 0.0
+            for level, scale in enumerate(SCALES):
+                out = roi_align(levels[level], boxes, (2, 3), scale)
+                keep = tf.constant((mask == level)[..., None, None, None], F32)
+                loss += tf.reduce_sum(out * upstream * keep)
+        return tape.gradient(loss, [levels, boxes])
+
+    out, (level_grads, box_grad) = gradients(levels, boxes)
+    ref_levels, ref_boxes = reference(levels, boxes)
+    ref = np_multilevel_roi_align(
+        [f.numpy() for f in levels], boxes.numpy(), (2, 3), SCALES
+    )
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
+    for grad, expected in zip(level_grads, ref_levels, strict=True):
+        np.testing.assert_allclose(grad.numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(box_grad.numpy(), ref_boxes.numpy(), atol=1e-4)
+    assert np.abs(box_grad.numpy()).max() > 0  # a gradient, not zeros
+
+
 def test_xla_with_unknown_batch():
     rng = np.random.default_rng(4)
     levels, boxes = pyramid(rng), pyramid_boxes(rng)
