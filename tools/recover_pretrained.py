@@ -173,13 +173,16 @@ def _caption_canvases(args, count: int = 4):
 # metadata: what metadata.json says besides the metrics.
 
 
-def _segmentation(dataset, num_classes, image_size, label_offset, classes):
-    # The FCN's encoder: metrics.json of models trained since the
-    # `--backbone` flag says which (earlier ones used the VGG default).
+def _segmentation(dataset, label_offset):
+    # What the model is, from its metrics.json: the classes (those of its
+    # per-class IoU), the training size and the FCN's encoder (models
+    # trained before the `--backbone` flag used the VGG default).
     directory = ROOT / "saved_models" / f"{dataset}_fcn"
     metrics = json.loads((directory / "metrics.json").read_text("utf-8"))
+    classes = list(metrics["per_class_iou"])
+    num_classes = len(classes)
+    image_size = tuple(metrics["image_size"])
     backbone = metrics.get("backbone", "vgg_small")
-    image_size = tuple(metrics.get("image_size", image_size))
 
     def build():
         from keras_segattn import models
@@ -499,16 +502,9 @@ def _localizer():
 
 def recipe(name: str) -> dict:
     if name == "pets_fcn":
-        return _segmentation(
-            "pets", 3, (160, 160), 1, ["pet", "background", "border"]
-        )
+        return _segmentation("pets", label_offset=1)
     if name == "camvid_fcn":
-        metrics = json.loads(
-            (ROOT / "saved_models/camvid_fcn/metrics.json").read_text()
-        )
-        return _segmentation(
-            "camvid", 11, (192, 256), 0, list(metrics["per_class_iou"])
-        )
+        return _segmentation("camvid", label_offset=0)
     return {
         "stn_cluttered_mnist": _stn,
         "nmt_spa_eng": _translator,

@@ -160,10 +160,10 @@ def test_gradients_to_levels_and_boxes_equal_roi_align_per_level(jit_compile):
     k_min = 2
     mask = np.array(
         [
-            [[np_level(boxes[b, n], k_min, k_min + 2) for n in range(7)]]
+            [np_level(boxes[b, n], k_min, k_min + 2) for n in range(7)]
             for b in range(2)
         ]
-    )[:, 0]
+    )
 
     @tf.function(jit_compile=jit_compile)
     def gradients(levels, boxes):
