@@ -226,6 +226,30 @@ def backup_callbacks(args, name: str | None = None) -> list:
     return callbacks
 
 
+def load_initial_weights(model, source: str, architecture: str) -> None:
+    """`--init-from`: copies every weight of `source` (a .keras file, a
+    committed model name or a `save_pretrained` folder) into `model`, which
+    must have the same architecture; `architecture` names the flags that
+    decide it, for the error message."""
+    from keras_segattn.models import load_pretrained
+
+    if source.endswith(".keras"):
+        loaded = keras.saving.load_model(source)
+    else:
+        loaded = load_pretrained(source)
+    weights = loaded.get_weights()
+    shapes = [tuple(w.shape) for w in weights]
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    if shapes != expected:
+        raise ValueError(
+            "Invalid value for argument `--init-from`. Expected a model of "
+            f"this run's architecture ({architecture}: {len(expected)} "
+            f"weights). Received: --init-from {source} with {len(shapes)} "
+            "weights of other shapes."
+        )
+    model.set_weights(weights)
+
+
 def save_final_weights(model, args, name: str | None = None) -> None:
     """With `KERAS_SEGATTN_FINAL_WEIGHTS=<dir>` (tests), saves the weights
     fit ended with as `<dir>/<name or model.name>.weights.h5` and the

@@ -171,7 +171,6 @@ from keras_segattn.data import split_held_out  # noqa: E402
 from keras_segattn.export import export_detector_for_serving  # noqa: E402
 from keras_segattn.metrics import evaluate_detections  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
-from keras_segattn.models import load_pretrained  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
 from _common import best_checkpoint  # noqa: E402
@@ -180,6 +179,7 @@ from _common import cosine_decay  # noqa: E402
 from _common import fit_context  # noqa: E402
 from _common import global_batch_size  # noqa: E402
 from _common import jit_compile_for  # noqa: E402
+from _common import load_initial_weights  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
@@ -280,21 +280,9 @@ def augmentation_name(args) -> str:
 
 def _load_initial_weights(model, source: str) -> None:
     """`--init-from`: every weight of a model of the same architecture."""
-    if source.endswith(".keras"):
-        loaded = keras.saving.load_model(source)
-    else:
-        loaded = load_pretrained(source)
-    weights = loaded.get_weights()
-    shapes = [tuple(w.shape) for w in weights]
-    expected = [tuple(w.shape) for w in model.get_weights()]
-    if shapes != expected:
-        raise ValueError(
-            "Invalid value for argument `--init-from`. Expected a model of "
-            "this run's architecture (same --fpn, --image-size and class "
-            f"count: {len(expected)} weights). Received: --init-from "
-            f"{source} with {len(shapes)} weights of other shapes."
-        )
-    model.set_weights(weights)
+    load_initial_weights(
+        model, source, "same --fpn, --image-size and class count"
+    )
 
 
 def train(args) -> int:

@@ -140,6 +140,16 @@ def build_parser() -> ArgumentParser:
         "balancing computed on the unaugmented training masks (rare CamVid "
         "classes such as pole, sign and pedestrian weigh more)",
     )
+    train.add_argument(
+        "--init-from",
+        default=None,
+        help="start from these weights instead of random ones: a committed "
+        "model name (e.g. pets_fcn, see keras_segattn.models."
+        "list_pretrained()), a save_pretrained folder or a .keras file, of "
+        "the same architecture (same --model, --backbone, --filters and "
+        "class count; the input size may differ, the model is fully "
+        "convolutional); a fine-tuning run, e.g. at a larger --image-size",
+    )
     add_distribution_arguments(train)
 
     evaluate = sub.add_parser(
@@ -181,6 +191,7 @@ from _common import cosine_decay  # noqa: E402
 from _common import fit_context  # noqa: E402
 from _common import global_batch_size  # noqa: E402
 from _common import jit_compile_for  # noqa: E402
+from _common import load_initial_weights  # noqa: E402
 from _common import logging_callbacks  # noqa: E402
 from _common import save_final_weights  # noqa: E402
 from _common import setup_distribution  # noqa: E402
@@ -333,6 +344,12 @@ def train(args) -> int:
     jit_compile = jit_compile_for(strategy, args.jit_compile)
     with strategy.scope():
         model = _model(args, spec)
+        if args.init_from:
+            load_initial_weights(
+                model,
+                args.init_from,
+                "same --model, --backbone, --filters and class count",
+            )
         schedule = cosine_decay(args.learning_rate, steps, epochs, alpha=0.02)
         model.compile(
             optimizer=keras.optimizers.AdamW(
@@ -397,6 +414,7 @@ def train(args) -> int:
         "parameters": model.count_params(),
         "image_size": list(args.image_size),
         "epochs": epochs,
+        "init_from": args.init_from,
         "train_minutes": round(minutes, 2),
         **{f"val_{k}": float(v) for k, v in results.items()},
         "serving_dir": str(serving_dir),

@@ -134,3 +134,16 @@ def test_backbone_and_filters_flags_build_the_model(segmentation):
     ):
         with pytest.raises(ValueError, match=match):
             segmentation._model(parser.parse_args(["train", *argv]), spec)
+
+
+def test_init_from_fine_tunes_at_another_size(segmentation, trained, tmp_path):
+    # The smoke model (trained at 32x32) continues at 48x48: a fully
+    # convolutional model's weights do not depend on the input size.
+    out = tmp_path / "tuned"
+    argv = ["train", "--smoke", "--image-size", "48", "--output-dir", str(out)]
+    source = str(trained / "model.keras")
+    assert segmentation.main([*argv, "--init-from", source]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["init_from"] == source and summary["image_size"] == [48, 48]
+    with pytest.raises(ValueError, match=re.escape("--init-from " + source)):
+        segmentation.main([*argv, "--model", "fcn32s", "--init-from", source])
