@@ -6,7 +6,9 @@ its `serving_default` signature as TF Serving runs it: the exported graph,
 without XLA (nothing here asks for `jit_compile`). Requests are random
 uint8 images at the model's input size (the signature's static size, else
 the size the model was trained at: `image_size` in its `metrics.json`,
-else 128 x 128) or, for a text signature, Spanish sentences. It reports
+else 128 x 128) or, for a text signature, Spanish sentences; a "boxes"
+input (an instance refiner's) gets random (ymin, xmin, ymax, xmax) boxes
+inside those images, every slot a real box. It reports
 the first call (loading excluded) and the median latency of `--repeats`
 calls after one warm-up, per request and per example, at batch 1 and 32;
 each call reads every output back.
@@ -73,6 +75,15 @@ def _trained_size(folder: Path) -> tuple[int, int]:
     return DEFAULT_SIZE, DEFAULT_SIZE
 
 
+def _boxes(shape, height: int, width: int, rng):
+    """Random (ymin, xmin, ymax, xmax) boxes [*shape[:-1], 4] inside a
+    height x width image, sides 10-40 % of the image's."""
+    size = np.array([height, width], "float32")
+    sides = rng.uniform(0.1, 0.4, (*shape[:-1], 2)) * size
+    corner = rng.uniform(0.0, 1.0, sides.shape) * (size - sides)
+    return np.concatenate([corner, corner + sides], -1).astype("float32")
+
+
 def request(spec: tf.TensorSpec, folder: Path, batch: int, rng):
     """A batch of `batch` examples for one signature input."""
     if spec.dtype == tf.string:
@@ -81,13 +92,15 @@ def request(spec: tf.TensorSpec, folder: Path, batch: int, rng):
         )
     shape = list(spec.shape)
     height, width = _trained_size(folder)
+    if spec.dtype == tf.float32 and spec.name == "boxes":
+        return tf.constant(_boxes([batch, *shape[1:]], height, width, rng))
     shape[0] = batch
     shape[1] = shape[1] or height
     shape[2] = shape[2] or width
     if spec.dtype != tf.uint8:
         raise ValueError(
             f"{folder}: unsupported serving input dtype {spec.dtype} "
-            "(expected uint8 images or strings)."
+            "(expected uint8 images, float32 boxes or strings)."
         )
     return tf.constant(rng.integers(0, 256, shape, dtype="uint8"))
 

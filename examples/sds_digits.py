@@ -103,6 +103,14 @@ def build_parser() -> ArgumentParser:
         "--num-test", type=int, default=1000, help="test scenes"
     )
     evaluate.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        help="the refiner is exported to <output-dir>/<version>/ "
+        "(export_instance_refiner_for_serving, one box slot per detector "
+        "slot) and evaluated through that SavedModel",
+    )
+    evaluate.add_argument(
         "--detector",
         default=DETECTOR,
         help="committed model name or directory of the box detector "
@@ -122,6 +130,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn.export import export_instance_refiner_for_serving  # noqa: E402
 from keras_segattn.metrics import evaluate_detections  # noqa: E402
 from keras_segattn.models import FasterRCNN  # noqa: E402
 from keras_segattn.models import SDSRefiner  # noqa: E402
@@ -310,28 +319,30 @@ def mask_rcnn_masks_on_boxes(detector, images, boxes_yxyx, classes, batch):
     )
 
 
-def sds_predict(model, images, boxes_xyxy, batch):
-    """The refiner on given boxes: pasted mask probabilities [N, M, H, W]
-    and, with the cascade, class probabilities [N, M, K] (else None)."""
-
-    @tf.function
-    def run(images, boxes):
-        outputs = model({"images": images, "boxes": boxes})
-        masks = model.paste_masks(outputs["mask_logits"], boxes)
-        if "class_logits" in outputs:
-            return masks, tf.nn.softmax(outputs["class_logits"])
-        return masks, tf.zeros(tf.shape(boxes)[:2])
-
-    masks, classes = [], []
+def served_refiner(path: str, images, boxes_yxyx, batch):
+    """The exported refiner's `serving_default` on given boxes: pasted mask
+    probabilities [N, M, H, W] and, with the cascade, the class ids and
+    probabilities [N, M] (else None). The boxes (yxyx, -1 padding) are
+    padded to the signature's static count and the outputs cut back."""
+    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    serve = reloaded.signatures["serving_default"]
+    slots = serve.structured_input_signature[1]["boxes"].shape[1]
+    count = boxes_yxyx.shape[1]
+    padded = np.full((len(images), slots, 4), -1.0, "float32")
+    padded[:, :count] = boxes_yxyx
+    outputs: dict[str, list] = {}
     for i in range(0, len(images), batch):
-        m, c = run(
-            tf.constant(images[i : i + batch], tf.float32),
-            tf.constant(boxes_xyxy[i : i + batch], tf.float32),
+        answer = serve(
+            images=tf.constant(images[i : i + batch], tf.uint8),
+            boxes=tf.constant(padded[i : i + batch]),
         )
-        masks.append(m.numpy())
-        classes.append(c.numpy())
-    cascade = "class_logits" in model.output_names
-    return np.concatenate(masks), np.concatenate(classes) if cascade else None
+        for key, value in answer.items():
+            outputs.setdefault(key, []).append(value.numpy()[:, :count])
+    outputs = {key: np.concatenate(value) for key, value in outputs.items()}
+    classes = outputs.get("detection_classes")
+    if classes is None:
+        return outputs["detection_masks"], None
+    return outputs["detection_masks"], (classes, outputs["detection_scores"])
 
 
 def detector_outputs(detector, images, batch) -> dict:
@@ -368,13 +379,20 @@ def evaluate(args) -> int:
     detections = detector_outputs(detector, images, batch)
     slots = np.arange(detections["detection_boxes"].shape[1])
     valid = slots[None, :] < detections["num_detections"][:, None]
-    det_boxes = np.where(
-        valid[..., None], xyxy(detections["detection_boxes"]), -1.0
-    )
     rows.append(
         {"boxes": "detector", "masks": "Mask R-CNN", **mask_ap(detections)}
     )
-    sds_masks, class_probs = sds_predict(model, images, det_boxes, batch)
+    # The refiner's numbers are those of its exported signature, as TF
+    # Serving would answer (same graph, no XLA), with one box slot per
+    # detector slot: the detector's `detection_boxes` go in unchanged.
+    served_dir = export_instance_refiner_for_serving(
+        model,
+        out,
+        num_boxes=detections["detection_boxes"].shape[1],
+        version=args.version,
+    )
+    det_yxyx = np.where(valid[..., None], detections["detection_boxes"], -1.0)
+    sds_masks, cascade = served_refiner(served_dir, images, det_yxyx, batch)
     rows.append(
         {
             "boxes": "detector",
@@ -382,13 +400,13 @@ def evaluate(args) -> int:
             **mask_ap({**detections, "detection_masks": sds_masks}),
         }
     )
-    if class_probs is not None:
+    if cascade is not None:
+        classes, probabilities = cascade
         rescored = {
             **detections,
             "detection_masks": sds_masks,
-            "detection_classes": class_probs.argmax(-1).astype("float32"),
-            "detection_scores": detections["detection_scores"]
-            * class_probs.max(-1),
+            "detection_classes": classes,
+            "detection_scores": detections["detection_scores"] * probabilities,
         }
         rows.append(
             {
@@ -415,7 +433,8 @@ def evaluate(args) -> int:
             **mask_ap({**truth_as_detections, "detection_masks": rcnn_masks}),
         }
     )
-    gt_masks, _ = sds_predict(model, images, xyxy(scenes["boxes"]), batch)
+    gt_yxyx = np.where(gt_valid[..., None], scenes["boxes"], -1.0)
+    gt_masks, _ = served_refiner(served_dir, images, gt_yxyx, batch)
     rows.append(
         {
             "boxes": "ground truth",

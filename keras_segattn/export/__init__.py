@@ -5,8 +5,10 @@ from keras_segattn.export.captioning import export_captioner_for_serving
 from keras_segattn.export.classification import export_classifier_for_serving
 from keras_segattn.export.classification import make_classifier_serving_fn
 from keras_segattn.export.detection import export_detector_for_serving
+from keras_segattn.export.detection import export_instance_refiner_for_serving
 from keras_segattn.export.detection import export_proposal_detector_for_serving
 from keras_segattn.export.detection import make_detection_serving_fn
+from keras_segattn.export.detection import make_instance_refiner_serving_fn
 from keras_segattn.export.litert import export_litert
 from keras_segattn.export.localization import export_localizer_for_serving
 from keras_segattn.export.localization import make_localization_serving_fn

@@ -23,6 +23,7 @@ from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
 from keras_segattn.export.serving import write_version
 from keras_segattn.validation import check_non_negative_int
+from keras_segattn.validation import check_positive_int
 from keras_segattn.validation import check_version
 
 DETECTION_OUTPUTS = (
@@ -311,17 +312,29 @@ def export_proposal_detector_for_serving(
         label_offset,
         with_proposals=True,
     )
+    return _write_images_and_boxes_archive(
+        model,
+        export_dir,
+        version,
+        serve,
+        image_shape[-1],
+        tf.TensorSpec([None, *proposals_shape[1:]], tf.float32, "proposals"),
+    )
+
+
+def _write_images_and_boxes_archive(
+    model, export_dir, version: int, serve, channels: int, boxes_spec
+) -> str:
+    """Writes a SavedModel whose `serving_default` takes uint8 `images` of
+    any size and the boxes of `boxes_spec` (proposals, or the boxes to
+    segment): `serve(images, boxes)`, traced without XLA."""
     module = tf.Module()
     module.model_variables = [v.value for v in model.variables]
     module.serve = tf.function(
         serve,
         input_signature=[
-            tf.TensorSpec(
-                [None, None, None, image_shape[-1]], tf.uint8, name="images"
-            ),
-            tf.TensorSpec(
-                [None, *proposals_shape[1:]], tf.float32, name="proposals"
-            ),
+            tf.TensorSpec([None, None, None, channels], tf.uint8, "images"),
+            boxes_spec,
         ],
     )
     return write_version(
@@ -330,4 +343,173 @@ def export_proposal_detector_for_serving(
         lambda path: tf.saved_model.save(
             module, path, signatures={SERVING_KEY: module.serve}
         ),
+    )
+
+
+def _refiner_specs(model: keras.Model) -> tuple[tuple, bool]:
+    """(image_shape, has_classes) of an instance refiner, checked."""
+    names = sorted(getattr(i, "name", "") for i in model.inputs)
+    outputs = model.output
+    if names != ["boxes", "images"] or not (
+        isinstance(outputs, dict) and "mask_logits" in outputs
+    ):
+        received = sorted(outputs) if isinstance(outputs, dict) else outputs
+        raise ValueError(
+            "Invalid value for argument `model`. Expected an instance "
+            'refiner (SDSRefiner) with inputs "images" and "boxes" and a '
+            '"mask_logits" output. Received: a model with inputs '
+            f"{names} and outputs {received}."
+        )
+    shape = next(tuple(i.shape) for i in model.inputs if i.name == "images")
+    if len(shape) != 4 or None in shape[1:]:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected an instance "
+            "refiner taking images [batch, height, width, channels] of a "
+            f"static size. Received: a model with images of shape {shape}."
+        )
+    if not hasattr(model, "paste_masks"):
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a model with a "
+            "`paste_masks(mask_logits, boxes)` method (SDSRefiner). "
+            f"Received: {type(model).__name__}."
+        )
+    return shape[1:], "class_logits" in outputs
+
+
+def make_instance_refiner_serving_fn(
+    model: keras.Model, num_boxes: int, label_offset: int = 0
+):
+    """Returns `fn(images, boxes) -> dict` for serving an instance refiner.
+
+    Args:
+        model: an `SDSRefiner` (inputs "images" of a static size and
+            "boxes" (x1, y1, x2, y2) pixels, outputs "mask_logits" and,
+            with the MNC cascade, "class_logits"; a `paste_masks` method).
+        num_boxes: int >= 1, the static number of boxes per image.
+        label_offset: int added to the served classes of real boxes.
+
+    Returns:
+        A callable taking uint8 images [b, h, w, C] of any size and float32
+        boxes [b, num_boxes, 4] (ymin, xmin, ymax, xmax in pixels of the
+        given images, padding rows four -1) and returning float32
+        `detection_masks` [b, num_boxes, h, w] (probabilities; threshold
+        at 0.5; zeros for padding rows) and, with the cascade,
+        `detection_classes` and `detection_scores` [b, num_boxes] (the most
+        likely class plus `label_offset` and its probability; zeros for
+        padding rows).
+    """
+    (height, width, channels), has_classes = _refiner_specs(model)
+    num_boxes = check_positive_int(num_boxes, "num_boxes")
+    label_offset = check_non_negative_int(label_offset, "label_offset")
+
+    def predict(images, boxes):
+        size = tf.shape(images)[1:3]
+        x = tf.image.resize(
+            tf.cast(images, tf.float32), (height, width), method="bilinear"
+        )
+        scale = tf.cast(size, tf.float32) / tf.constant(
+            [height, width], tf.float32
+        )
+        boxes = _proposals_to_model(boxes, 1.0 / tf.tile(scale, [2]), "xyxy")
+        outputs = model({"images": x, "boxes": boxes}, training=False)
+        # Pasted at the model's size (padding boxes paste zeros), then
+        # resized to the request's, as export_detector_for_serving does.
+        masks = model.paste_masks(outputs["mask_logits"], boxes)
+        masks = tf.image.resize(
+            tf.transpose(masks, [0, 2, 3, 1]), size, method="bilinear"
+        )
+        result = {MASK_OUTPUT: tf.transpose(masks, [0, 3, 1, 2])}
+        if has_classes:
+            valid = tf.cast(
+                tf.logical_not(tf.reduce_all(tf.equal(boxes, -1.0), -1)),
+                tf.float32,
+            )
+            probs = tf.nn.softmax(tf.cast(outputs["class_logits"], tf.float32))
+            classes = tf.cast(tf.argmax(probs, -1), tf.float32)
+            result["detection_classes"] = (classes + label_offset) * valid
+            result["detection_scores"] = tf.reduce_max(probs, -1) * valid
+        return result
+
+    def empty(images):
+        batch = tf.shape(images)[:1]
+        result = {
+            MASK_OUTPUT: tf.zeros(
+                tf.concat([batch, [num_boxes], tf.shape(images)[1:3]], 0)
+            )
+        }
+        if has_classes:
+            for key in ("detection_classes", "detection_scores"):
+                result[key] = tf.zeros(tf.concat([batch, [num_boxes]], 0))
+        return result
+
+    def serve(images, boxes):
+        images = check_request_images(images, channels)
+        boxes = tf.ensure_shape(boxes, [None, num_boxes, 4], name="boxes")
+        check = tf.debugging.assert_equal(
+            tf.shape(boxes)[0],
+            tf.shape(images)[0],
+            message="Invalid request: `images` and `boxes` need the same "
+            "batch size.",
+        )
+        with tf.control_dependencies([check]):
+            # Convolutions reject an empty batch: answer it with zeros.
+            return tf.cond(
+                tf.shape(images)[0] > 0,
+                lambda: predict(images, boxes),
+                lambda: empty(images),
+            )
+
+    return serve
+
+
+def export_instance_refiner_for_serving(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    *,
+    num_boxes: int = 100,
+    version: int = 1,
+    label_offset: int = 0,
+) -> str:
+    """Exports an instance refiner (`SDSRefiner`) for TF Serving.
+
+    The refiner predicts a mask for each box it is given (from a detector
+    or a person), so the request carries the boxes with the images, as
+    `export_proposal_detector_for_serving`'s carries proposals.
+
+    Signature `serving_default`: `images` uint8 [batch, height, width, C]
+    of any size (resized in the graph to the model's input size) and
+    `boxes` float32 [batch, num_boxes, 4] (ymin, xmin, ymax, xmax in
+    pixels of the request's images, the TF OD API's `detection_boxes`
+    layout; pad with rows of four -1) -> `detection_masks` float32
+    [batch, num_boxes, height, width] (mask probabilities in the request's
+    pixels; zeros for padding rows) and, for a refiner with the MNC
+    cascade (`num_classes`), `detection_classes` float32 [batch,
+    num_boxes] (0-based class plus `label_offset`) and `detection_scores`
+    float32 [batch, num_boxes] (its softmax probability), both 0 for
+    padding rows. Traced without XLA.
+
+    Args:
+        model: an `SDSRefiner`.
+        export_dir: base directory; writes `export_dir/<version>/`.
+        num_boxes: int >= 1, the static number of box rows per image.
+        version: TF Serving version number (int >= 1).
+        label_offset: int >= 0 added to the classes of real boxes.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ValueError: for a bad `version`, `num_boxes` or `label_offset`, or a
+            model without those inputs and outputs.
+    """
+    version = check_version(version)
+    serve = make_instance_refiner_serving_fn(model, num_boxes, label_offset)
+    channels = _refiner_specs(model)[0][-1]
+    return _write_images_and_boxes_archive(
+        model,
+        export_dir,
+        version,
+        serve,
+        channels,
+        tf.TensorSpec([None, num_boxes, 4], tf.float32, "boxes"),
     )

@@ -62,6 +62,7 @@ def test_smoke_trains_and_evaluates(tmp_path):
         "metrics.json",
         "table.md",
         "plots/masks.png",
+        "1/saved_model.pb",
     ):
         assert (tmp_path / name).exists(), name
     metrics = json.loads((tmp_path / "metrics.json").read_text())

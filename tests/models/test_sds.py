@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_segattn.export import export_instance_refiner_for_serving
 from keras_segattn.layers import Hypercolumn
 from keras_segattn.layers import HypercolumnMaskHead
 from keras_segattn.models import SDSRefiner
@@ -136,6 +137,89 @@ def test_fit_xla_round_trips_and_saved_model(tmp_path):
     pasted = np.asarray(model.paste_masks(expected["mask_logits"], x["boxes"]))
     assert pasted.shape == (2, 3, 32, 32)
     assert np.all(pasted[1, 1:] == 0) and np.all(pasted[0, 0, 29:] == 0)
+
+
+def _request(x, factor=2):
+    """The batch as a serving request at `factor` times the model's size:
+    uint8 images and (ymin, xmin, ymax, xmax) boxes in their pixels."""
+    images = np.repeat(np.repeat(x["images"], factor, 1), factor, 2)
+    yxyx = x["boxes"][..., [1, 0, 3, 2]]
+    boxes = np.where(x["boxes"] < 0, -1.0, factor * yxyx)
+    return images.astype("uint8"), boxes.astype(F32)
+
+
+@pytest.mark.parametrize("num_classes", [None, 3])
+def test_serving_export_masks_in_request_pixels(num_classes, tmp_path):
+    model = _tiny(
+        layer_names=("preprocess_rescaling", "block2_pool"),
+        pool_size=4,
+        num_classes=num_classes,
+    )
+    x, _ = _batch()
+    path = export_instance_refiner_for_serving(
+        model, tmp_path / "serve", num_boxes=3, label_offset=1
+    )
+    assert path == str(tmp_path / "serve" / "1")
+    reloaded = tf.saved_model.load(path)  # keep referenced (tf#34253)
+    signature = reloaded.signatures["serving_default"]
+    images, boxes = _request(x)
+    served = {
+        k: v.numpy()
+        for k, v in signature(
+            images=tf.constant(images), boxes=tf.constant(boxes)
+        ).items()
+    }
+    # The model on the request resized to its input, with the boxes in its
+    # pixels; masks pasted there and resized to the request's 64 x 64.
+    resized = tf.image.resize(images.astype(F32), (32, 32)).numpy()
+    outputs = model({"images": resized, "boxes": x["boxes"]})
+    pasted = np.asarray(model.paste_masks(outputs["mask_logits"], x["boxes"]))
+    expected = tf.image.resize(pasted.transpose(0, 2, 3, 1), (64, 64))
+    expected = np.transpose(expected, (0, 3, 1, 2))
+    assert served["detection_masks"].shape == (2, 3, 64, 64)
+    np.testing.assert_allclose(served["detection_masks"], expected, atol=1e-5)
+    np.testing.assert_array_equal(served["detection_masks"][1, 1:], 0.0)
+    assert served["detection_masks"][0, 0].max() > 0.0
+    if num_classes is None:
+        assert set(served) == {"detection_masks"}
+    else:
+        assert set(served) == {
+            "detection_masks",
+            "detection_classes",
+            "detection_scores",
+        }
+        probs = np.asarray(keras.ops.softmax(outputs["class_logits"]))
+        valid = np.array([[1, 1, 0], [1, 0, 0]], F32)
+        np.testing.assert_array_equal(
+            served["detection_classes"], (probs.argmax(-1) + 1) * valid
+        )
+        np.testing.assert_allclose(
+            served["detection_scores"], probs.max(-1) * valid, rtol=1e-5
+        )
+    empty = signature(
+        images=tf.zeros((0, 40, 50, 3), tf.uint8), boxes=tf.zeros((0, 3, 4))
+    )
+    assert tuple(empty["detection_masks"].shape) == (0, 3, 40, 50)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch"):
+        signature(images=tf.constant(images), boxes=tf.constant(boxes[:1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="boxes"):
+        signature(images=tf.constant(images), boxes=tf.constant(boxes[:, :2]))
+
+
+def test_serving_export_bad_arguments(tmp_path):
+    model = _tiny()
+    for kwargs, match in [
+        ({"num_boxes": 0}, "Received: num_boxes=0"),
+        ({"label_offset": -1}, "Received: label_offset=-1"),
+        ({"version": 0}, "version"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            export_instance_refiner_for_serving(model, tmp_path, **kwargs)
+    images = keras.Input((32, 32, 3), name="images")
+    plain = keras.Model(images, {"mask_logits": images})
+    with pytest.raises(ValueError, match='inputs "images" and "boxes"'):
+        export_instance_refiner_for_serving(plain, tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("num_classes", [None, 3])
