@@ -88,4 +88,4 @@ clean:
 	    ! -name pets_fcn ! -name camvid_fcn ! -name stn_cluttered_mnist \
 	    ! -name nmt_spa_eng ! -name caption_digits ! -name caption_digits_hard ! -name digits_mask_rcnn \
 	    ! -name digits_mask_rcnn_fpn ! -name digits_yolo \
-	    ! -name pets_localization -exec rm -rf {} +
+	    ! -name pets_localization ! -name sds_digits -exec rm -rf {} +
