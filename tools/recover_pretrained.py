@@ -96,9 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--reexport",
         action="store_true",
         help="re-export the SavedModel from the recovered Keras model with "
-        "the current signatures (stn_cluttered_mnist, caption_digits), "
-        "after checking it answers as the committed one; then recover "
-        "again from the new variables",
+        "the current signatures and serving graph (the image models: "
+        "stn_cluttered_mnist, caption_digits, the digit detectors, "
+        "pets_localization), after checking it answers as the committed "
+        "one; then recover again from the new variables (with "
+        "--check-only: only compare, for models whose weights are kept in "
+        "model.weights.h5)",
     )
     parser.add_argument(
         "--check-only",
@@ -395,6 +398,12 @@ def _captioner(attention="soft"):
     }
 
 
+def _export_detector(model, export_dir, warmup):
+    from keras_segattn.export import export_detector_for_serving
+
+    return export_detector_for_serving(model, export_dir, warmup_images=warmup)
+
+
 def _mask_rcnn(fpn: bool):
     # The fine-tuned digits_mask_rcnn_fpn (issue 17) ships config.json +
     # model.weights.h5: for it `build` only recovers the first export.
@@ -419,6 +428,7 @@ def _mask_rcnn(fpn: bool):
         "serve": serve,
         "samples": _digit_scenes,
         "input": "images",
+        "export": _export_detector,
         "metrics": ("box", "mask"),
         "metadata": {
             "task": "instance_segmentation",
@@ -450,6 +460,7 @@ def _yolo():
         "serve": serve,
         "samples": _digit_scenes,
         "input": "images",
+        "export": _export_detector,
         "metrics": ("box",),
         "metadata": {
             "task": "object_detection",
@@ -484,11 +495,19 @@ def _localizer():
         folder = ROOT / "sample_data/oxford_pets/images"
         return [image[None] for image in _read_images(folder, 2)]
 
+    def export(model, export_dir, warmup):
+        from keras_segattn.export import export_localizer_for_serving
+
+        return export_localizer_for_serving(
+            model, export_dir, warmup_images=warmup
+        )
+
     return {
         "build": build,
         "serve": serve,
         "samples": samples,
         "input": "images",
+        "export": export,
         "metadata": {
             "task": "classification_and_localization",
             "classes": classes,
