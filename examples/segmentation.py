@@ -53,6 +53,18 @@ def _image_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(0 < s < float("inf") for s in scales):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive numbers, got {text!r}"
+        )
+    return scales
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +151,20 @@ def build_parser() -> ArgumentParser:
         help="per-class loss weights: none, or SegNet's median frequency "
         "balancing computed on the unaugmented training masks (rare CamVid "
         "classes such as pole, sign and pedestrian weigh more)",
+    )
+    train.add_argument(
+        "--test-time-scales",
+        type=_scales,
+        default=(1.0,),
+        help="comma-separated multiples of --image-size that the exported "
+        "model also runs each image at, probabilities averaged (multi-scale "
+        "inference), e.g. 0.8,1,1.2",
+    )
+    train.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        help="the exported model also averages over horizontally flipped "
+        "images",
     )
     train.add_argument(
         "--init-from",
@@ -405,6 +431,8 @@ def train(args) -> int:
         label_offset=spec["label_offset"],
         inference_size=None if args.smoke else args.image_size,
         warmup_images=list(warmup) if has_serving_api else None,
+        test_time_scales=args.test_time_scales,
+        test_time_flip=args.test_time_flip,
     )
     summary = {
         "dataset": args.dataset,
@@ -415,6 +443,10 @@ def train(args) -> int:
         "image_size": list(args.image_size),
         "epochs": epochs,
         "init_from": args.init_from,
+        "test_time_augmentation": {
+            "scales": list(args.test_time_scales),
+            "flip": args.test_time_flip,
+        },
         "train_minutes": round(minutes, 2),
         **{f"val_{k}": float(v) for k, v in results.items()},
         "serving_dir": str(serving_dir),

@@ -186,6 +186,11 @@ def _segmentation(dataset, label_offset):
     num_classes = len(classes)
     image_size = tuple(metrics["image_size"])
     backbone = metrics.get("backbone", "vgg_small")
+    # The test-time augmentation its export averages over (none before the
+    # flags existed).
+    augmentation = metrics.get("test_time_augmentation", {})
+    scales = tuple(augmentation.get("scales", (1.0,)))
+    flip = bool(augmentation.get("flip", False))
 
     def build():
         from keras_segattn import models
@@ -201,7 +206,11 @@ def _segmentation(dataset, label_offset):
         from keras_segattn.export import make_segmentation_serving_fn
 
         return make_segmentation_serving_fn(
-            model, label_offset=label_offset, inference_size=image_size
+            model,
+            label_offset=label_offset,
+            inference_size=image_size,
+            test_time_scales=scales,
+            test_time_flip=flip,
         )
 
     def samples(args):
@@ -223,6 +232,7 @@ def _segmentation(dataset, label_offset):
             "input": "float32 images [batch, height, width, 3], 0..255",
             "input_size": list(image_size),
             "output": f"probabilities [batch, height, width, {num_classes}]",
+            "test_time_augmentation": {"scales": list(scales), "flip": flip},
         },
     }
 

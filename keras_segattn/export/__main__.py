@@ -47,6 +47,18 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(0 < s < float("inf") for s in scales):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive numbers, got {text!r}"
+        )
+    return scales
+
+
 def _warmup_images(folder: Path, count: int, channels=3, size=None):
     from PIL import Image
 
@@ -133,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=None,
         help="N or HxW: resize inside the graph to the training size",
+    )
+    parser.add_argument(
+        "--test-time-scales",
+        type=_scales,
+        default=(1.0,),
+        help="segmentation: comma-separated multiples of the inference size "
+        "the model also sees each image at, probabilities averaged "
+        "(multi-scale inference), e.g. 0.75,1,1.25 (default: 1)",
+    )
+    parser.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        help="segmentation: also average over horizontally flipped images",
     )
     parser.add_argument(
         "--warmup-images",
@@ -241,6 +266,8 @@ def main(argv=None) -> int:
             label_offset=args.label_offset,
             inference_size=args.inference_size,
             warmup_images=warmup,
+            test_time_scales=args.test_time_scales,
+            test_time_flip=args.test_time_flip,
         )
     print(path)
     return 0

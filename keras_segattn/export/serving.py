@@ -116,11 +116,39 @@ def check_request_images(images, channels: int, name: str = "images"):
         return tf.identity(images)
 
 
+def _check_test_time_augmentation(scales, flip) -> tuple[tuple, bool]:
+    """(scales, flip) of a segmentation export, checked."""
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
+        raise ValueError(
+            "Invalid value for argument `test_time_scales`. Expected a "
+            "non-empty sequence of positive numbers, e.g. (0.75, 1.0, 1.25). "
+            f"Received: test_time_scales={scales!r}."
+        )
+    if not scales:
+        raise ValueError(
+            "Invalid value for argument `test_time_scales`. Expected at "
+            "least one scale (1.0: the inference size itself). Received: "
+            f"test_time_scales={scales!r}."
+        )
+    scales = tuple(
+        validation.check_positive_float(scale, "test_time_scales")
+        for scale in scales
+    )
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(
+            "Invalid type for argument `test_time_flip`. Expected a bool. "
+            f"Received: test_time_flip={flip!r} of type {type(flip).__name__}."
+        )
+    return scales, bool(flip)
+
+
 def make_segmentation_serving_fn(
     model: keras.Model,
     *,
     label_offset: int = 0,
     inference_size: Sequence[int] | None = None,
+    test_time_scales: Sequence[float] = (1.0,),
+    test_time_flip: bool = False,
 ):
     """Returns `fn(images) -> {"masks", "probabilities"}` for serving.
 
@@ -133,30 +161,59 @@ def make_segmentation_serving_fn(
             (bilinear) to it before the model and the probabilities resized
             back to each input's size, so any input size gives the scale the
             model was trained at.
+        test_time_scales: the sizes the model sees each image at, as
+            multiples of `inference_size` (of the image's own size without
+            one), rounded to whole pixels; the default `(1.0,)` is one
+            pass. With several, the probabilities of every pass, resized to
+            the image's size, are averaged (multi-scale inference, e.g.
+            `(0.75, 1.0, 1.25)` as in DeepLab's multi-scale inputs).
+        test_time_flip: bool. Also run each scale on the horizontally
+            flipped image (its probabilities flipped back) and average.
 
     Returns:
         A callable taking uint8 images [B, H, W, 3] and returning
         `masks` int32 [B, H, W] and `probabilities` float32
         [B, H, W, num_classes].
+
+    Raises:
+        ValueError: for a bad `inference_size` or `test_time_scales`.
+        TypeError: for a `test_time_flip` that is not a bool.
     """
     if inference_size is not None:
         inference_size = validation.standardize_size(
             inference_size, "inference_size"
         )
+    scales, flip = _check_test_time_augmentation(
+        test_time_scales, test_time_flip
+    )
     offset = int(label_offset)
     num_classes = model.outputs[0].shape[-1]
+
+    def pass_size(size, scale):
+        """The model's input size for one scale (None: the image's own)."""
+        if inference_size is not None:
+            return tuple(max(1, round(side * scale)) for side in inference_size)
+        if scale == 1.0:
+            return None
+        scaled = tf.round(tf.cast(size, tf.float32) * scale)
+        return tf.maximum(tf.cast(scaled, tf.int32), 1)
 
     def predict(images):
         size = tf.shape(images)[1:3]
         x = tf.cast(images, tf.float32)
-        if inference_size is not None:
-            x = tf.image.resize(x, inference_size, method="bilinear")
-        probabilities = tf.cast(model(x, training=False), tf.float32)
-        if inference_size is not None:
-            probabilities = tf.image.resize(
-                probabilities, size, method="bilinear"
-            )
-        return probabilities
+        total = None
+        for scale in scales:
+            target = pass_size(size, scale)
+            resized = x if target is None else tf.image.resize(x, target)
+            for flipped in (False, True) if flip else (False,):
+                inputs = tf.reverse(resized, [2]) if flipped else resized
+                p = tf.cast(model(inputs, training=False), tf.float32)
+                p = tf.reverse(p, [2]) if flipped else p
+                if target is not None:
+                    p = tf.image.resize(p, size, method="bilinear")
+                total = p if total is None else total + p
+        passes = len(scales) * (2 if flip else 1)
+        return total if passes == 1 else total / float(passes)
 
     def serve(images):
         images = check_request_images(images, 3)
@@ -366,6 +423,8 @@ def export_for_serving(
     label_offset: int = 0,
     inference_size: Sequence[int] | None = None,
     warmup_images=None,
+    test_time_scales: Sequence[float] = (1.0,),
+    test_time_flip: bool = False,
 ) -> str:
     """Exports `model` as a SavedModel that TF Serving can load.
 
@@ -386,13 +445,18 @@ def export_for_serving(
         inference_size: optional (height, width) the images are resized to.
         warmup_images: optional uint8 arrays [H, W, 3] (real samples) to
             write as `assets.extra/tf_serving_warmup_requests`.
+        test_time_scales, test_time_flip: test-time augmentation in the
+            graph (see `make_segmentation_serving_fn`): the probabilities
+            averaged over these scales of the inference size, and over
+            horizontal flips. The default is one pass.
 
     Returns:
         The path of the written version directory.
 
     Raises:
-        ValueError: for an unknown task, a bad version or inference size, or a
-            model whose input is not [B, H, W, 3].
+        ValueError: for an unknown task, a bad version, inference size or
+            scales, or a model whose input is not [B, H, W, 3].
+        TypeError: for a `test_time_flip` that is not a bool.
     """
     version = validation.check_version(version)
     if task != "segmentation":
@@ -411,7 +475,11 @@ def export_for_serving(
     if inference_size is None and None not in fixed:
         inference_size = fixed  # a fixed-size model: resize into it
     serve = make_segmentation_serving_fn(
-        model, label_offset=label_offset, inference_size=inference_size
+        model,
+        label_offset=label_offset,
+        inference_size=inference_size,
+        test_time_scales=test_time_scales,
+        test_time_flip=test_time_flip,
     )
     return write_serving_archive(
         model, export_dir, serve, version=version, warmup_images=warmup_images

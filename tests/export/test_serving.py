@@ -123,6 +123,73 @@ def test_inference_size_resizes_and_restores(tmp_path):
     )
 
 
+def _averaged_passes(model, images, sizes, flip):
+    """The mean of the model's probabilities over input `sizes` (None: the
+    image's own) and, with `flip`, their mirror images, each resized back
+    to the images' size."""
+    x = images.astype("float32")
+    height, width = images.shape[1:3]
+    total = []
+    for size in sizes:
+        scaled = x if size is None else tf.image.resize(x, size).numpy()
+        for flipped in (False, True) if flip else (False,):
+            inputs = scaled[:, :, ::-1] if flipped else scaled
+            p = np.asarray(model(inputs))
+            p = p[:, :, ::-1] if flipped else p
+            if size is not None:
+                p = tf.image.resize(p, (height, width)).numpy()
+            total.append(p)
+    return np.mean(total, axis=0)
+
+
+@pytest.mark.parametrize(
+    "inference_size, scales, sizes",
+    [
+        ((8, 8), (0.5, 1.0, 1.3), [(4, 4), (8, 8), (10, 10)]),
+        (None, (1.0, 0.5), [None, (10, 7)]),
+    ],
+)
+def test_test_time_augmentation(tmp_path, inference_size, scales, sizes):
+    keras.utils.set_random_seed(1)
+    model = _tiny_segmenter()
+    path = export_for_serving(
+        model,
+        tmp_path,
+        inference_size=inference_size,
+        test_time_scales=scales,
+        test_time_flip=True,
+    )
+    images = _images(height=20, width=14)
+    out = tf.saved_model.load(path).signatures["serving_default"](
+        images=tf.constant(images)
+    )
+    probabilities = out["probabilities"].numpy()
+    expected = _averaged_passes(model, images, sizes, flip=True)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    np.testing.assert_array_equal(out["masks"].numpy(), expected.argmax(-1))
+    # Each part matters: neither the flips nor the scales alone give it.
+    for other in (
+        _averaged_passes(model, images, sizes, flip=False),
+        _averaged_passes(model, images, sizes[:1], flip=True),
+    ):
+        assert np.abs(probabilities - other).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"test_time_scales": ()}, ValueError, "at least one scale"),
+        ({"test_time_scales": (1.0, 0.0)}, ValueError, "test_time_scales=0.0"),
+        ({"test_time_scales": "1.0"}, ValueError, "test_time_scales='1.0'"),
+        ({"test_time_flip": "yes"}, TypeError, "test_time_flip='yes'"),
+    ],
+)
+def test_bad_test_time_augmentation(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=re.escape(match)):
+        export_for_serving(_tiny_segmenter(), tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -232,6 +299,21 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
         == 0
     )
     assert capsys.readouterr().out.strip().endswith("/2")
+    # Test-time augmentation from the command line.
+    argv = [str(tmp_path / "m.keras"), "--output-dir", str(tmp_path / "tta")]
+    argv += ["--inference-size", "8", "--test-time-scales", "0.5,1"]
+    assert main([*argv, "--test-time-flip"]) == 0
+    images = _images(height=20, width=14)
+    served = tf.saved_model.load(str(tmp_path / "tta" / "1")).signatures[
+        "serving_default"
+    ](images=tf.constant(images))
+    np.testing.assert_allclose(
+        served["probabilities"].numpy(),
+        _averaged_passes(model, images, [(4, 4), (8, 8)], flip=True),
+        atol=1e-5,
+    )
+    with pytest.raises(SystemExit):
+        main([*argv, "--test-time-scales", "1,-2"])
     assert (
         tmp_path / "out" / "2" / "assets.extra" / "tf_serving_warmup_requests"
     ).exists()
