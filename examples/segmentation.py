@@ -53,18 +53,6 @@ def _image_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def _scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(0 < s < float("inf") for s in scales):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive numbers, got {text!r}"
-        )
-    return scales
-
-
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,11 +142,12 @@ def build_parser() -> ArgumentParser:
     )
     train.add_argument(
         "--test-time-scales",
-        type=_scales,
-        default=(1.0,),
-        help="comma-separated multiples of --image-size that the exported "
-        "model also runs each image at, probabilities averaged (multi-scale "
-        "inference), e.g. 0.8,1,1.2",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="multiples of --image-size that the exported model runs each "
+        "image at, probabilities averaged (multi-scale inference), e.g. "
+        "0.8 1 1.2",
     )
     train.add_argument(
         "--test-time-flip",
@@ -208,6 +197,7 @@ from keras_segattn import export  # noqa: E402
 from keras_segattn import losses  # noqa: E402
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import models  # noqa: E402
+from keras_segattn import validation  # noqa: E402
 from keras_segattn import visualization  # noqa: E402
 
 from _common import backup_callbacks  # noqa: E402
@@ -353,6 +343,10 @@ def _model(args, spec):
 
 def train(args) -> int:
     spec = DATASETS[args.dataset]
+    # Checked now rather than by the export after training.
+    validation.check_positive_floats(
+        args.test_time_scales, "--test-time-scales"
+    )
     strategy = setup_distribution(args)
     global_batch_size(args.batch_size, strategy)
     keras.utils.set_random_seed(args.seed)

@@ -397,6 +397,22 @@ def check_positive_float(value, name: str) -> float:
     return value_f
 
 
+def check_positive_floats(values, name: str) -> tuple[float, ...]:
+    """Returns `values` as a tuple of floats, or raises `ValueError` unless
+    it is a non-empty sequence of finite, strictly positive numbers."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a non-empty "
+            f"sequence of positive numbers. Received: {name}={values!r}."
+        )
+    if not values:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected at least one "
+            f"number. Received: {name}={values!r}."
+        )
+    return tuple(check_positive_float(value, name) for value in values)
+
+
 def check_non_negative_float(value, name: str) -> float:
     """Returns `float(value)` or raises `ValueError` unless finite and >= 0."""
     if (

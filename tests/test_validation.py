@@ -1,5 +1,7 @@
 """Tests for the shared argument checks of `keras_segattn.validation`."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from keras_segattn.validation import check_int
 from keras_segattn.validation import check_non_negative_float
 from keras_segattn.validation import check_non_negative_int
 from keras_segattn.validation import check_optional_int
+from keras_segattn.validation import check_positive_floats
 from keras_segattn.validation import check_positive_int
 from keras_segattn.validation import check_rate
 from keras_segattn.validation import check_split
@@ -97,3 +100,18 @@ def test_check_rate_rejects(value):
         check_rate(value, "max_overlap")
     with pytest.raises(ValueError, match=rf"Received: dropout={value!r}\."):
         check_rate(value)
+
+
+def test_check_positive_floats():
+    assert check_positive_floats([1, 0.5], "scales") == (1.0, 0.5)
+    assert check_positive_floats((2.0,), "scales") == (2.0,)
+    for bad, match in [
+        ((), "at least one number. Received: scales=()"),
+        ([1.0, 0.0], "Received: scales=0.0"),
+        ([1.0, float("inf")], "Received: scales=inf"),
+        ([True], "Received: scales=True"),
+        ("1.0", "Received: scales='1.0'"),
+        (2.0, "Received: scales=2.0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(match)):
+            check_positive_floats(bad, "scales")

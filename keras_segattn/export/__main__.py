@@ -47,18 +47,6 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def _scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(0 < s < float("inf") for s in scales):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive numbers, got {text!r}"
-        )
-    return scales
-
-
 def _warmup_images(folder: Path, count: int, channels=3, size=None):
     from PIL import Image
 
@@ -148,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--test-time-scales",
-        type=_scales,
-        default=(1.0,),
-        help="segmentation: comma-separated multiples of the inference size "
-        "the model also sees each image at, probabilities averaged "
-        "(multi-scale inference), e.g. 0.75,1,1.25 (default: 1)",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="segmentation: multiples of the inference size the model sees "
+        "each image at, probabilities averaged (multi-scale inference), "
+        "e.g. 0.75 1 1.25 (default: 1)",
     )
     parser.add_argument(
         "--test-time-flip",

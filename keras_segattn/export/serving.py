@@ -118,22 +118,7 @@ def check_request_images(images, channels: int, name: str = "images"):
 
 def _check_test_time_augmentation(scales, flip) -> tuple[tuple, bool]:
     """(scales, flip) of a segmentation export, checked."""
-    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
-        raise ValueError(
-            "Invalid value for argument `test_time_scales`. Expected a "
-            "non-empty sequence of positive numbers, e.g. (0.75, 1.0, 1.25). "
-            f"Received: test_time_scales={scales!r}."
-        )
-    if not scales:
-        raise ValueError(
-            "Invalid value for argument `test_time_scales`. Expected at "
-            "least one scale (1.0: the inference size itself). Received: "
-            f"test_time_scales={scales!r}."
-        )
-    scales = tuple(
-        validation.check_positive_float(scale, "test_time_scales")
-        for scale in scales
-    )
+    scales = validation.check_positive_floats(scales, "test_time_scales")
     if not isinstance(flip, (bool, np.bool_)):
         raise TypeError(
             "Invalid type for argument `test_time_flip`. Expected a bool. "

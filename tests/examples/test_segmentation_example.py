@@ -147,3 +147,10 @@ def test_init_from_fine_tunes_at_another_size(segmentation, trained, tmp_path):
     assert summary["init_from"] == source and summary["image_size"] == [48, 48]
     with pytest.raises(ValueError, match=re.escape("--init-from " + source)):
         segmentation.main([*argv, "--model", "fcn32s", "--init-from", source])
+
+
+def test_bad_test_time_scales_fail_before_training(segmentation, tmp_path):
+    argv = ["train", "--smoke", "--output-dir", str(tmp_path / "x")]
+    with pytest.raises(ValueError, match=re.escape("--test-time-scales")):
+        segmentation.main([*argv, "--test-time-scales", "1", "0"])
+    assert not (tmp_path / "x").exists()
