@@ -1,5 +1,7 @@
 """SavedModel export of detectors and instance segmenters (Faster R-CNN,
-Mask R-CNN) with the TF Object Detection API's output names.
+Mask R-CNN), of detectors that take proposals (Fast R-CNN, R-CNN) and of
+instance refiners that take boxes (SDSRefiner), with the TF Object
+Detection API's output names.
 
 As in `serving.py`, the serving function takes raw uint8 images of any
 size, preprocesses in the graph (bilinear resize to the model's fixed input
