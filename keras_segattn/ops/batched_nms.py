@@ -103,27 +103,44 @@ def batched_nms(
         boxes = boxes + offsets[..., None]
     boxes = ops.where(valid[..., None], boxes, 0.0)
     scores = ops.where(valid, scores, -big)
-    # One absent box and one empty image at the end: TF's padded NMS
-    # fails on N = 0 and on B = 0.
-    boxes = ops.pad(boxes, ((0, 1), (0, 1), (0, 0)))
-    scores = ops.pad(scores, ((0, 1), (0, 1)), constant_values=-3.0e38)
-
-    indices, num_valid = tf.image.non_max_suppression_padded(
-        boxes,
-        scores,
-        max_output_size,
-        # TF suppresses at IoU >= threshold, torchvision at IoU >
-        # threshold: the next float32 up gives exactly that for float32
-        # IoUs. TF keeps everything at 0 (and at denormal thresholds):
-        # the smallest normal float32 stands for "IoU > 0".
-        iou_threshold=max(
-            float(np.nextafter(np.float32(iou_threshold), np.float32(2))),
-            float(np.finfo(np.float32).tiny),
-        ),
-        pad_to_max_output_size=True,
-        canonicalized_coordinates=True,
+    # TF's padded NMS fails on N = 0 boxes and on B = 0 images: one absent
+    # box is appended where N may be 0, and an empty batch skips it. (Not
+    # always: an extra box can add a tile to its loop and an extra image
+    # doubles a batch of one.)
+    if shape[1] is None or shape[1] == 0:
+        boxes = ops.pad(boxes, ((0, 0), (0, 1), (0, 0)))
+        scores = ops.pad(scores, ((0, 0), (0, 1)), constant_values=-3.0e38)
+    # TF suppresses at IoU >= threshold, torchvision at IoU > threshold:
+    # the next float32 up gives exactly that for float32 IoUs. TF keeps
+    # everything at 0 (and at denormal thresholds): the smallest normal
+    # float32 stands for "IoU > 0".
+    iou_threshold = max(
+        float(np.nextafter(np.float32(iou_threshold), np.float32(2))),
+        float(np.finfo(np.float32).tiny),
     )
-    indices, num_valid = indices[:-1], num_valid[:-1]
+
+    def suppress():
+        indices, num_valid = tf.image.non_max_suppression_padded(
+            boxes,
+            scores,
+            max_output_size,
+            iou_threshold=iou_threshold,
+            pad_to_max_output_size=True,
+            canonicalized_coordinates=True,
+        )
+        return tf.cast(indices, tf.int32), tf.cast(num_valid, tf.int32)
+
+    def nothing():
+        batch = tf.shape(scores)[0]
+        return (
+            tf.zeros([batch, max_output_size], tf.int32),
+            tf.zeros([batch], tf.int32),
+        )
+
+    if shape[0] is None:
+        indices, num_valid = tf.cond(tf.shape(scores)[0] > 0, suppress, nothing)
+    else:
+        indices, num_valid = suppress() if shape[0] > 0 else nothing()
     kept = (
         ops.arange(max_output_size, dtype="int32")[None, :]
         < ops.cast(num_valid, "int32")[:, None]
