@@ -278,13 +278,6 @@ def augmentation_name(args) -> str:
     return name
 
 
-def _load_initial_weights(model, source: str) -> None:
-    """`--init-from`: every weight of a model of the same architecture."""
-    load_initial_weights(
-        model, source, "same --fpn, --image-size and class count"
-    )
-
-
 def train(args) -> int:
     strategy = setup_distribution(args)
     keras.utils.set_random_seed(args.seed)
@@ -314,7 +307,11 @@ def train(args) -> int:
             **model_kwargs(args.image_size, args.smoke, fpn=args.fpn),
         )
         if args.init_from:
-            _load_initial_weights(model, args.init_from)
+            load_initial_weights(
+                model,
+                args.init_from,
+                "same --fpn, --image-size and class count",
+            )
         steps = len(train_scenes["images"]) // batch_size
         schedule = cosine_decay(
             args.learning_rate, steps, args.epochs, alpha=0.01

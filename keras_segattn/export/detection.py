@@ -24,6 +24,7 @@ from keras_segattn.export.serving import check_request_images
 from keras_segattn.export.serving import static_image_shape
 from keras_segattn.export.serving import write_serving_archive
 from keras_segattn.export.serving import write_version
+from keras_segattn.ops._boxes import is_padding_box
 from keras_segattn.validation import check_non_negative_int
 from keras_segattn.validation import check_positive_int
 from keras_segattn.validation import check_version
@@ -191,7 +192,7 @@ def _proposals_to_model(proposals, scale, bounding_box_format: str):
     """Request-pixel yxyx proposals -> the model's pixels and format, the
     padding rows (four -1) kept."""
     proposals = tf.cast(proposals, tf.float32)
-    padding = tf.reduce_all(tf.equal(proposals, -1.0), -1, keepdims=True)
+    padding = is_padding_box(proposals)[..., None]
     boxes = proposals * scale
     if bounding_box_format != "yxyx":
         boxes = keras.utils.bounding_boxes.convert_format(
@@ -422,10 +423,7 @@ def make_instance_refiner_serving_fn(
         )
         result = {MASK_OUTPUT: tf.transpose(masks, [0, 3, 1, 2])}
         if has_classes:
-            valid = tf.cast(
-                tf.logical_not(tf.reduce_all(tf.equal(boxes, -1.0), -1)),
-                tf.float32,
-            )
+            valid = tf.cast(tf.logical_not(is_padding_box(boxes)), tf.float32)
             probs = tf.nn.softmax(tf.cast(outputs["class_logits"], tf.float32))
             classes = tf.cast(tf.argmax(probs, -1), tf.float32)
             result["detection_classes"] = (classes + label_offset) * valid

@@ -119,8 +119,8 @@ def batched_nms(
         float(np.finfo(np.float32).tiny),
     )
 
-    def suppress():
-        indices, num_valid = tf.image.non_max_suppression_padded(
+    def suppress():  # int32 indices [B, max_output_size] and counts [B]
+        return tf.image.non_max_suppression_padded(
             boxes,
             scores,
             max_output_size,
@@ -128,7 +128,6 @@ def batched_nms(
             pad_to_max_output_size=True,
             canonicalized_coordinates=True,
         )
-        return tf.cast(indices, tf.int32), tf.cast(num_valid, tf.int32)
 
     def nothing():
         batch = tf.shape(scores)[0]

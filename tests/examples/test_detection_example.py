@@ -34,6 +34,9 @@ def test_fpn_flag_selects_the_pyramid_model():
     assert len(model.anchor_sizes) == 5  # P2-P6
 
 
+ARCHITECTURE = "same --fpn, --image-size and class count"
+
+
 def test_init_from_copies_every_weight_of_the_same_architecture(tmp_path):
     example = load_example("instance_segmentation")
     source = example.FasterRCNN(10, **example.model_kwargs(64, smoke=True))
@@ -42,16 +45,16 @@ def test_init_from_copies_every_weight_of_the_same_architecture(tmp_path):
     target = example.FasterRCNN(
         10, seed=1, **example.model_kwargs(64, smoke=True)
     )
-    example._load_initial_weights(target, str(path))
+    example.load_initial_weights(target, str(path), ARCHITECTURE)
     for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     pyramid = example.FasterRCNN(
         10, **example.model_kwargs(64, smoke=True, fpn=True)
     )
     with pytest.raises(ValueError, match="--init-from"):
-        example._load_initial_weights(pyramid, str(path))
+        example.load_initial_weights(pyramid, str(path), ARCHITECTURE)
     with pytest.raises(ValueError, match="no_such_model"):
-        example._load_initial_weights(pyramid, "no_such_model")
+        example.load_initial_weights(pyramid, "no_such_model", ARCHITECTURE)
 
 
 def test_augment_flag_and_the_training_batches():
