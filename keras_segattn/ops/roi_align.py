@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_segattn import validation
+from keras_segattn.ops._tables import neighbourhood_table
 from keras_segattn.validation import Tensor
 from keras_segattn.validation import shape_list
 
@@ -98,21 +99,10 @@ def _restore_batch(pooled, rois: _RoIs) -> Tensor:
 
 def _neighbourhood_table(features) -> Tensor:
     """[B, H, W, C] -> [B * H * W, 4 * C]: each pixel with its right, lower
-    and lower-right neighbours (zero beyond the map), so that one gather
-    fetches all four corners of a bilinear sample.
-    """
-    channels = shape_list(features)[3]
-    padded = ops.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    table = ops.concatenate(
-        [
-            padded[:, :-1, :-1],
-            padded[:, :-1, 1:],
-            padded[:, 1:, :-1],
-            padded[:, 1:, 1:],
-        ],
-        axis=-1,
+    and lower-right neighbours (zero beyond the map)."""
+    return neighbourhood_table(
+        ops.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
     )
-    return ops.reshape(table, (-1, 4 * channels))
 
 
 def _divide(x, divisor: int):
