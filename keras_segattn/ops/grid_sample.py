@@ -132,22 +132,23 @@ def _source_index(coord, size, padding_mode, align_corners, dtype) -> Tensor:
     return ops.where(unusable, float("nan"), coord)
 
 
-def _materialize(ix, iy, dtype: str) -> tuple[Tensor, Tensor]:
+def _materialize(ix, iy) -> tuple[Tensor, Tensor]:
     """`(ix, iy)` unchanged, computed once under XLA.
 
     XLA fuses cheap element-wise producers into every consumer, and
     counts the grid's whole arithmetic as cheap when it starts from a few
     numbers per image (`affine_grid`'s theta): each gather, weight and
-    gradient then recomputed the unnormalised, snapped coordinates (2.3x
-    slower training path at B64 60x60x1). A reduction is never fused into
-    its consumers, so summing `(ix, iy)` against the identity (`x * 1 +
-    y * 0`, exact; a non-finite `y` makes `x` NaN, which reads as
-    outside, as that sample is anyway) stores them once.
+    gradient then recomputed the unnormalised, snapped coordinates. A
+    reduction is never fused into its consumers, so a sum of each
+    coordinate with 0 (`x + 0` equals `x`, NaN and infinities
+    included) stores them once; pairing each with its own zero keeps one
+    evaluation of each coordinate per output. Training path at B64
+    60x60x1 with XLA on CPU: 11.0 -> 3.9 ms (forward 3.0 -> 1.3 ms).
     """
-    pair = ops.expand_dims(ops.stack([ix, iy], axis=-1), -2)
-    identity = ops.convert_to_tensor([[1.0, 0.0], [0.0, 1.0]], dtype)
-    pair = ops.sum(pair * identity, axis=-1)
-    return pair[..., 0], pair[..., 1]
+    zero = ops.zeros_like(ix)
+    pairs = ops.stack([ix, zero, iy, zero], axis=-1)
+    pairs = ops.sum(ops.reshape(pairs, (*ops.shape(ix), 2, 2)), axis=-1)
+    return pairs[..., 0], pairs[..., 1]
 
 
 def _neighbourhood_table(images) -> Tensor:
@@ -385,7 +386,7 @@ def grid_sample(
     height, width = dims[1], dims[2]
     ix = _source_index(grid[..., 0], width, padding_mode, align_corners, dtype)
     iy = _source_index(grid[..., 1], height, padding_mode, align_corners, dtype)
-    ix, iy = _materialize(ix, iy, dtype)
+    ix, iy = _materialize(ix, iy)
     if interpolation == "nearest":
         return _nearest(images, ix, iy, dims)
     return _bilinear(images, ix, iy, dims)
