@@ -143,6 +143,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_segattn import layers  # noqa: E402
 from keras_segattn import metrics  # noqa: E402
 from keras_segattn import saving  # noqa: E402
 from keras_segattn import visualization  # noqa: E402
@@ -395,7 +396,7 @@ def build_models(width: int = 32):
             keras.Input(features),
             keras.layers.Flatten(name="cls_flatten"),
             keras.layers.Dense(4 * width, activation="relu", name="cls_fc"),
-            keras.layers.Dropout(0.3, name="cls_dropout"),
+            layers.Dropout(0.3, name="cls_dropout"),
             keras.layers.Dense(
                 NUM_DIGITS + 1, activation="softmax", name="cls_out"
             ),

@@ -176,9 +176,9 @@ def apply_digit_cnn(x, *, name: str, width: int = 32, dropout: float = 0.3):
         if i < 2:
             x = keras.layers.MaxPooling2D(2, name=f"{name}_pool{i}")(x)
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    x = keras.layers.Dropout(dropout, name=f"{name}_dropout0")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout0")(x)
     x = keras.layers.Dense(128, activation="relu", name=f"{name}_dense")(x)
-    x = keras.layers.Dropout(dropout, name=f"{name}_dropout1")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout1")(x)
     return keras.layers.Dense(
         NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities"
     )(x)

@@ -206,7 +206,7 @@ def build_addition_model(
         extras[f"transformed_{k}"] = transformed
         extras[f"theta_{k}"] = theta
     x = keras.layers.Concatenate(name="concat")(features)
-    x = keras.layers.Dropout(0.3, name="dropout")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense")(x)
     probabilities = keras.layers.Dense(
         NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities"

@@ -9,6 +9,7 @@ from keras_segattn.layers.detection_postprocessor import DetectionPostprocessor
 from keras_segattn.layers.draw import DrawRead
 from keras_segattn.layers.draw import DrawWrite
 from keras_segattn.layers.draw_core import DrawCore
+from keras_segattn.layers.dropout import Dropout
 from keras_segattn.layers.feature_pyramid import FeaturePyramid
 from keras_segattn.layers.graves_window_attention import GravesWindowAttention
 from keras_segattn.layers.grid_coordinates import GridCoordinates

@@ -8,6 +8,7 @@ from keras import ops
 from keras_segattn import validation
 from keras_segattn.layers._recurrent import scan as _scan
 from keras_segattn.layers.bahdanau_attention import BahdanauAttention
+from keras_segattn.ops import _random
 
 ATTENTION_MODES = ("soft", "hard", "none")
 
@@ -226,12 +227,10 @@ class ShowAttendTellDecoder(keras.layers.Layer):
         batch, steps = ops.shape(embeddings)[0], ops.shape(embeddings)[1]
         sampling = bool(training) and self.attention_mode == "hard"
         if sampling and noise is None:
-            noise = keras.random.uniform(
-                (batch, steps), seed=self.seed_generator
-            )
+            noise = _random.uniform((batch, steps), self.seed_generator)
         if sampling and use_expected is None:
             use_expected = (
-                keras.random.uniform((), seed=self.seed_generator)
+                _random.uniform((), self.seed_generator)
                 < self.expected_context_probability
             )
         if noise is None:

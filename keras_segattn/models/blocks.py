@@ -17,6 +17,7 @@ import keras
 from keras_segattn import validation
 from keras_segattn.initializers import BilinearUpsampling
 from keras_segattn.layers import CropToMatch
+from keras_segattn.layers import Dropout
 from keras_segattn.validation import Tensor  # a KerasTensor here
 from keras_segattn.validation import check_num_classes
 
@@ -443,7 +444,7 @@ def apply_fcn_decoder(
                 dtype=dtype,
             )(x)
             if dropout:
-                x = keras.layers.Dropout(
+                x = Dropout(
                     dropout, name=f"{name}_{layer_name}_dropout", dtype=dtype
                 )(x)
 

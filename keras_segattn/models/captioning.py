@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_segattn import validation
+from keras_segattn.layers.dropout import Dropout
 from keras_segattn.layers.grid_coordinates import GridCoordinates
 from keras_segattn.layers.show_attend_tell_decoder import ATTENTION_MODES
 from keras_segattn.layers.show_attend_tell_decoder import ShowAttendTellDecoder
@@ -244,8 +245,8 @@ class ShowAttendTellCaptioner(ConstructorConfigMixin, keras.Model):
             dtype=dtype,
             name="decoder",
         )
-        embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype)
-        output_dropout = keras.layers.Dropout(dropout, dtype=dtype)
+        embedding_dropout = Dropout(dropout, dtype=dtype)
+        output_dropout = Dropout(dropout, dtype=dtype)
         logits_layer = keras.layers.Dense(
             vocabulary_size, dtype="float32", name="logits"
         )

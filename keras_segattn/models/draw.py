@@ -19,6 +19,7 @@ from keras import ops
 from keras_segattn.layers.draw_core import DrawCore
 from keras_segattn.losses.distribution import replica_share_of_mean
 from keras_segattn.models._config import ConstructorConfigMixin
+from keras_segattn.ops import _random
 
 
 @keras.saving.register_keras_serializable(package="keras_segattn")
@@ -153,8 +154,8 @@ class _StandardNormal(keras.layers.Layer):
 
     def call(self, images):
         batch = ops.shape(images)[0]
-        return keras.random.normal(
-            (self.steps, batch, self.latent_dim), seed=self.seed_generator
+        return _random.normal(
+            (self.steps, batch, self.latent_dim), self.seed_generator
         )
 
     def compute_output_shape(self, images_shape):

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 
 from keras_segattn import validation
+from keras_segattn.layers.dropout import Dropout
 from keras_segattn.layers.hypercolumn import Hypercolumn
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import check_image_shape
@@ -139,9 +140,7 @@ def build_hypercolumn_segmenter(
             head_filters, 1, activation="relu", name="head_hidden", dtype=dtype
         )(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name="head_dropout", dtype=dtype)(
-                x
-            )
+            x = Dropout(dropout, name="head_dropout", dtype=dtype)(x)
     x = keras.layers.Conv2D(num_classes, 1, name="head_logits", dtype=dtype)(x)
     if tuple(x.shape[1:3]) != image_shape[:2]:
         x = keras.layers.Resizing(

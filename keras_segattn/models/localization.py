@@ -18,6 +18,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_segattn.layers.dropout import Dropout
 from keras_segattn.models.backbones import VGG_SMALL
 from keras_segattn.models.backbones import get_backbone
 from keras_segattn.validation import check_num_classes
@@ -88,7 +89,7 @@ def build_classifier_localizer(
     x = keras.layers.Dense(
         head_units, activation="relu", name="class_dense", dtype=dtype
     )(x)
-    x = keras.layers.Dropout(dropout, name="class_dropout", dtype=dtype)(x)
+    x = Dropout(dropout, name="class_dropout", dtype=dtype)(x)
     x = keras.layers.Dense(num_classes, name="class_logits", dtype=dtype)(x)
     classes = keras.layers.Activation(
         "softmax", dtype="float32", name="classes"

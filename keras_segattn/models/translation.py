@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_segattn import validation
 from keras_segattn.layers.bahdanau_decoder import BahdanauDecoder
+from keras_segattn.layers.dropout import Dropout
 from keras_segattn.models._config import ConstructorConfigMixin
 
 
@@ -105,7 +106,7 @@ class Seq2SeqTranslator(ConstructorConfigMixin, keras.Model):
             dtype=dtype,
             name="target_embedding",
         )
-        embedding_dropout = keras.layers.Dropout(
+        embedding_dropout = Dropout(
             dropout, dtype=dtype, name="embedding_dropout"
         )
         encoder = keras.layers.Bidirectional(
@@ -133,9 +134,7 @@ class Seq2SeqTranslator(ConstructorConfigMixin, keras.Model):
             dtype=dtype,
             name="decoder",
         )
-        readout_dropout = keras.layers.Dropout(
-            dropout, dtype=dtype, name="readout_dropout"
-        )
+        readout_dropout = Dropout(dropout, dtype=dtype, name="readout_dropout")
         logits_layer = keras.layers.Dense(
             sizes["target_vocabulary_size"],
             dtype="float32",

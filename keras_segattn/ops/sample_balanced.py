@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_segattn import validation
+from keras_segattn.ops import _random
 from keras_segattn.validation import Tensor
 
 
@@ -73,7 +74,7 @@ def sample_balanced(
         )
     max_positives = int(num_samples * positive_fraction)
 
-    scores = keras.random.uniform(ops.shape(labels), seed=seed)  # [0, 1)
+    scores = _random.uniform(ops.shape(labels), seed)  # [0, 1)
     slots = ops.arange(num_samples, dtype="int32")[None, :]
     neg_scores, neg_index = ops.top_k(
         ops.where(ops.equal(labels, 0), scores, -1.0), k=num_samples
