@@ -454,22 +454,18 @@ def _detection_scenes():
     sampling = importlib.import_module("keras_segattn.ops.sample_balanced")
 
     class _FixedRandom:
-        """`keras.random` for `sample_balanced`: scores that depend on the
+        """`ops._random` for `sample_balanced`: scores that depend on the
         candidate's index only, so each image samples the same subset on
         any replica (still a subset: the counts stay fixed)."""
 
         @staticmethod
-        def uniform(shape, seed=None):
+        def uniform(shape, seed=None, dtype=None):
             scores = 0.5 + 0.49 * ops.sin(
                 ops.arange(shape[1], dtype="float32") * 2.3
             )
             return ops.broadcast_to(scores[None, :], shape)
 
-    class _FixedKeras:
-        backend = keras.backend
-        random = _FixedRandom
-
-    sampling.keras = _FixedKeras
+    sampling._random = _FixedRandom
     size, max_gt = 32, 3
     rng = np.random.default_rng(0)
     count = BATCH * STEPS
