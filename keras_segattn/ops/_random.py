@@ -38,35 +38,26 @@ def _named_algorithm(seed) -> bool:
     )
 
 
-def uniform(shape, seed=None, dtype=None, minval=0.0, maxval=1.0) -> Tensor:
-    """`keras.random.uniform(shape, minval, maxval, dtype, seed)`."""
+def _draw(name: str, shape, seed, dtype, **kwargs) -> Tensor:
+    """`tf.random.stateless_<name>` with Philox named, or `keras.random`'s
+    `<name>` where that is not a `SeedGenerator` on TensorFlow."""
     if not _named_algorithm(seed):
-        return keras.random.uniform(shape, minval, maxval, dtype, seed)
+        keras_draw = getattr(keras.random, name)
+        return keras_draw(shape, dtype=dtype, seed=seed, **kwargs)
     import tensorflow as tf
 
     dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-    return tf.random.stateless_uniform(
-        shape,
-        seed=_tf_seed(seed),
-        minval=tf.cast(minval, dtype),
-        maxval=tf.cast(maxval, dtype),
-        dtype=dtype,
-        alg=_ALGORITHM,
+    draw = getattr(tf.random, f"stateless_{name}")
+    return draw(
+        shape, seed=_tf_seed(seed), dtype=dtype, alg=_ALGORITHM, **kwargs
     )
+
+
+def uniform(shape, seed=None, dtype=None, minval=0.0, maxval=1.0) -> Tensor:
+    """`keras.random.uniform(shape, minval, maxval, dtype, seed)`."""
+    return _draw("uniform", shape, seed, dtype, minval=minval, maxval=maxval)
 
 
 def normal(shape, seed=None, dtype=None, mean=0.0, stddev=1.0) -> Tensor:
     """`keras.random.normal(shape, mean, stddev, dtype, seed)`."""
-    if not _named_algorithm(seed):
-        return keras.random.normal(shape, mean, stddev, dtype, seed)
-    import tensorflow as tf
-
-    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-    return tf.random.stateless_normal(
-        shape,
-        seed=_tf_seed(seed),
-        mean=mean,
-        stddev=stddev,
-        dtype=dtype,
-        alg=_ALGORITHM,
-    )
+    return _draw("normal", shape, seed, dtype, mean=mean, stddev=stddev)
