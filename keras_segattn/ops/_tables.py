@@ -1,4 +1,4 @@
-"""The bilinear neighbourhood table shared by RoIAlign and grid_sample."""
+"""The bilinear neighbourhood table of RoIAlign."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from keras import ops
 
 from keras_segattn.validation import Tensor
 from keras_segattn.validation import shape_list
+
+# (row, column) offsets of the four corners, in the table's column order.
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def neighbourhood_table(padded) -> Tensor:
@@ -35,7 +38,7 @@ def neighbourhood_table(padded) -> Tensor:
             + ops.reshape(cols, (1, 1, -1))
         )
         step = ops.cast(width, "int32")
-        offsets = ops.stack([0, 1, step, step + 1])
+        offsets = ops.stack([dy * step + dx for dy, dx in _CORNERS])
         index = ops.reshape(index, (-1, 1)) + offsets
         table = ops.take(ops.reshape(padded, (-1, channels)), index, axis=0)
 
@@ -49,7 +52,7 @@ def neighbourhood_table(padded) -> Tensor:
                 upstream, (-1, height - 1, width - 1, 4, channels)
             )
             total = None
-            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            for k, (dy, dx) in enumerate(_CORNERS):
                 shifted = ops.pad(
                     parts[:, :, :, k],
                     ((0, 0), (dy, 1 - dy), (dx, 1 - dx), (0, 0)),

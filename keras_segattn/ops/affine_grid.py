@@ -143,8 +143,7 @@ def affine_grid(
         "affine matrices [B, 2, 3] or their flat form [B, 6]",
     )
     dtype = keras.backend.standardize_dtype(theta.dtype)
-    align_corners = bool(align_corners)
-    xs, ys = _base_grid(output_size, align_corners, dtype)
+    xs, ys = _base_grid(output_size, bool(align_corners), dtype)
 
     @ops.custom_gradient
     def grid(theta):
@@ -156,37 +155,36 @@ def affine_grid(
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return _theta_gradient(upstream, output_size, align_corners)
+            return _theta_gradient(upstream, xs, ys)
 
         return ops.stack([grid_x, grid_y], axis=-1), grad
 
     return grid(theta)
 
 
-def _theta_gradient(upstream, output_size, align_corners: bool) -> Tensor:
+def _theta_gradient(upstream, xs, ys) -> Tensor:
     """d loss / d theta [B, 6] from d loss / d grid [B, H, W, 2]: one
-    matrix product with the homogeneous base grid [H * W, 3], as
-    PyTorch's backward (AffineGridGenerator.cpp) computes it. Autodiff of
-    the broadcast products gave six separate reductions over H * W, which
-    XLA on CPU runs as trees of reduce-windows (affine_grid + grid_sample
-    training path at B64 60x60x1: 4.3 -> 3.9 ms)."""
-    height, width = output_size
-    dtype = keras.backend.standardize_dtype(upstream.dtype)
-    xs = _normalized_coordinates(width, align_corners, dtype)
-    ys = _normalized_coordinates(height, align_corners, dtype)
-    base = np.stack(
+    matrix product with the homogeneous base grid [H * W, 3] (`xs`
+    [1, 1, W] and `ys` [1, H, 1] of `_base_grid`), as PyTorch's backward
+    (AffineGridGenerator.cpp) computes it. Autodiff of the broadcast
+    products gave six separate reductions over H * W, which XLA on CPU
+    runs as trees of reduce-windows (affine_grid + grid_sample training
+    path at B64 60x60x1: 4.3 -> 3.9 ms)."""
+    height, width = ys.shape[1], xs.shape[2]
+    plane = (height, width)
+    base = ops.stack(
         [
-            np.broadcast_to(xs[None, :], (height, width)),
-            np.broadcast_to(ys[:, None], (height, width)),
-            np.ones((height, width), dtype),
+            ops.broadcast_to(ops.reshape(xs, (1, width)), plane),
+            ops.broadcast_to(ops.reshape(ys, (height, 1)), plane),
+            ops.ones(plane, xs.dtype),
         ],
         axis=-1,
-    ).reshape(height * width, 3)
+    )
     rows = ops.transpose(
         ops.reshape(upstream, (-1, height * width, 2)), (0, 2, 1)
     )  # [B, 2, H * W]: the x then the y row of each matrix
     grad = ops.matmul(
         ops.reshape(rows, (-1, height * width)),
-        ops.convert_to_tensor(base, dtype),
+        ops.reshape(base, (height * width, 3)),
     )
     return ops.reshape(grad, (-1, 6))
