@@ -8,9 +8,10 @@ a variable, as in every training step) 524,288 uniforms take 107 ms with
 `jit_compile=True` against 1.4 ms with the algorithm named (2 CPU cores,
 TF 2.21; a constant seed is folded and fast either way). Draws from a
 `keras.random.SeedGenerator` on the TensorFlow backend therefore name
-Philox, TF's CPU choice under "auto_select"; anything else (int or None
-seeds, other backends) is `keras.random`'s. Same distributions, another
-stream of numbers than `keras.random` for the same seed.
+Philox, TF's choice under "auto_select" on CPU and GPU, so the numbers are
+`keras.random`'s for the same generator state there (tests/layers/
+test_dropout.py); anything else (int or None seeds, other backends) is
+`keras.random`'s own call.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Tests for `keras_segattn.ops._tables.neighbourhood_table`, the bilinear
-corner table of RoIAlign and grid_sample: its values and its gradient (the
+corner table of RoIAlign: its values and its gradient (the
 shifted copies' adjoint, a custom gradient) against NumPy."""
 
 import numpy as np
