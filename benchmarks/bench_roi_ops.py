@@ -12,7 +12,9 @@ the median time of
 - the training path ("fwd+bwd"): the output and the gradient of
   `sum(output)` with respect to the features, returned together from one
   function, as a train step needs both (returning the gradient alone
-  would let XLA prune the forward values);
+  would let XLA prune the forward values); `roi_pool` runs there with
+  `training=True`, as `RoIPool` does in a train step (the argmax found
+  in the forward pass);
 
 and the ratio to our op measured in the same run and mode (`roi_pool`
 for the max-pooling baselines, `roi_align` for the bilinear ones).
@@ -88,6 +90,12 @@ OPS = {
     "roi_align (ours)": lambda f, b: roi_align(f, b, OUTPUT, SCALE, 2, True),
     "crop_and_resize+maxpool": _crop_and_resize_max_pool,
 }
+# The op as a train step calls it, where that differs from the forward.
+TRAINING_OPS = {
+    "roi_pool (ours)": lambda f, b: roi_pool(
+        f, b, OUTPUT, SCALE, training=True
+    ),
+}
 REFERENCE = {
     "roi_pool (ours)": "roi_pool (ours)",
     "roi_align (ours)": "roi_align (ours)",
@@ -130,7 +138,8 @@ def _forward_backward(fn):
 
 def _bench_tf(name, fn, mode, features, boxes, repeats):
     row = {"op": name, "mode": mode}
-    for key, body in (("fwd", fn), ("fwd+bwd", _forward_backward(fn))):
+    training_fn = TRAINING_OPS.get(name, fn)
+    for key, body in (("fwd", fn), ("fwd+bwd", _forward_backward(training_fn))):
         if mode == "eager":
             call = body
         else:

@@ -160,6 +160,17 @@ def check_int(
     return int(value)
 
 
+def check_bool(value, name: str) -> bool:
+    """Returns `bool(value)` or raises `TypeError` unless a Python or NumPy
+    bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"Invalid type for argument `{name}`. Expected a bool. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    return bool(value)
+
+
 def check_positive_int(value, name: str) -> int:
     """Returns `int(value)` or raises `ValueError` unless an integer > 0."""
     if not _is_int(value) or value <= 0:

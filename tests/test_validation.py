@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from keras_segattn.validation import check_bool
 from keras_segattn.validation import check_fraction
 from keras_segattn.validation import check_int
 from keras_segattn.validation import check_non_negative_float
@@ -115,3 +116,11 @@ def test_check_positive_floats():
     ]:
         with pytest.raises(ValueError, match=re.escape(match)):
             check_positive_floats(bad, "scales")
+
+
+def test_check_bool():
+    assert check_bool(True, "training") is True
+    assert check_bool(np.bool_(False), "training") is False
+    for value in (1, 0, "yes", None, np.array([True])):
+        with pytest.raises(TypeError, match="`training`. Expected a bool"):
+            check_bool(value, "training")

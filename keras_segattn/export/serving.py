@@ -119,12 +119,7 @@ def check_request_images(images, channels: int, name: str = "images"):
 def _check_test_time_augmentation(scales, flip) -> tuple[tuple, bool]:
     """(scales, flip) of a segmentation export, checked."""
     scales = validation.check_positive_floats(scales, "test_time_scales")
-    if not isinstance(flip, (bool, np.bool_)):
-        raise TypeError(
-            "Invalid type for argument `test_time_flip`. Expected a bool. "
-            f"Received: test_time_flip={flip!r} of type {type(flip).__name__}."
-        )
-    return scales, bool(flip)
+    return scales, validation.check_bool(flip, "test_time_flip")
 
 
 def make_segmentation_serving_fn(

@@ -111,9 +111,11 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 # | (2**31 - 1 - position), position = b * H * W + h * W + w: the max key
 # of a bin is its max value at its lowest position, so one max per table
 # step and per lookup carries the argmax (no select, no second table).
-# -0.0 is keyed as 0.0 (torchvision's `>` sees them equal). The forward
-# pass builds value tables only, so inference pays nothing for the
-# argmax. Keys hold float32 (float16 converts exactly); float64 features
+# -0.0 is keyed as 0.0 (torchvision's `>` sees them equal). Without
+# `training` the forward pass builds value tables only, so inference pays
+# nothing for the argmax; with it, the forward reads both the value (the
+# key's high bits) and the argmax from the key tables, so the backward
+# builds nothing. Keys hold float32 (float16 converts exactly); float64 features
 # find their argmax with the scan of method 2 instead.
 
 
@@ -269,18 +271,25 @@ def _argmax_keys(features):
     )
 
 
-def _table_argmax(features, lookups, base):
-    """Image-absolute first-argmax positions [K, ph, pw, C] int32 of the
-    bins: B * H * W (past the map) for empty bins, dropped RoIs and bins
-    holding a NaN."""
+def _table_pool_with_argmax(features, lookups, base):
+    """Bin maxima [K, ph, pw, C] float32 and image-absolute first-argmax
+    positions [K, ph, pw, C] int32, both read from the max key: the value
+    from its high bits (-0.0 comes back as 0.0), the position from its
+    low bits, B * H * W (past the map) for empty bins, dropped RoIs and
+    bins holding a NaN. Empty bins and dropped RoIs look up the empty row,
+    whose key decodes to 0.0 and past the map."""
     batch, height, width, channels = shape_list(features)
     past_the_map = batch * height * width
     empty = ops.full((1, channels), _FIRST_KEY - past_the_map, "int64")
     table = _window_tables(_argmax_keys(features), base, empty)
     keys = _table_max(table, lookups, stacked=True)
     position = ops.cast(_FIRST_KEY - ops.bitwise_and(keys, _LOW_MASK), "int32")
-    nan_max = ops.equal(ops.right_shift(keys, _POSITION_BITS), _NAN_ORDER)
-    return ops.where(nan_max, past_the_map, position)
+    ordered = ops.cast(ops.right_shift(keys, _POSITION_BITS), "int32")
+    position = ops.where(ops.equal(ordered, _NAN_ORDER), past_the_map, position)
+    bits = ops.where(
+        ops.less(ordered, 0), ops.bitwise_xor(ordered, 2**31 - 1), ordered
+    )
+    return tf.bitcast(bits, tf.float32), position
 
 
 # --- Method 2: scan over rows then columns (any H and W) --------------------
@@ -426,46 +435,69 @@ def _choose_method(features, boxes, output_size) -> tuple[str, int | None]:
 
 
 def _pool_scan_masked(features, rois: _RoIs, bins: _Bins, with_positions):
-    """`_pool_scan` in `_pool_table`'s conventions: empty bins and dropped
-    RoIs give 0, positions are image-absolute and B * H * W when empty."""
+    """`_pool_scan` in `_pool_table`'s conventions: the values, or (values,
+    positions) `with_positions`; empty bins and dropped RoIs give 0,
+    positions are image-absolute and B * H * W when empty."""
     batch, height, width, _ = shape_list(features)
     nonempty = ops.expand_dims(bins.nonempty, -1)
+    pooled = _pool_scan(features, rois, bins, with_positions)
+    values = pooled[0] if with_positions else pooled
+    values = ops.where(nonempty, values, ops.zeros_like(values))
     if not with_positions:
-        values = _pool_scan(features, rois, bins, with_positions=False)
-        return ops.where(nonempty, values, ops.zeros_like(values))
-    _, positions = _pool_scan(features, rois, bins, with_positions=True)
+        return values
     image = ops.reshape(rois.batch_index, (-1, 1, 1, 1))
-    return ops.where(
-        nonempty, image * (height * width) + positions, batch * height * width
+    positions = ops.where(
+        nonempty, image * (height * width) + pooled[1], batch * height * width
     )
+    return values, positions
 
 
-def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, bases):
-    """`bases`: (forward value tables, backward key tables) for "table"."""
+def _id_dtype(rows, channels) -> str:
+    """int32 when every flat id `row * channels + channel` fits, else (or
+    when a size is unknown) int64."""
+    if isinstance(rows, int) and isinstance(channels, int):
+        if rows * channels <= 2**31 - 1:
+            return "int32"
+    return "int64"
+
+
+def _roi_pool_flat(
+    features, boxes, output_size, spatial_scale, method, bases, training
+):
+    """`bases`: (value tables, key tables) for "table". `training`: find
+    the argmax in the forward pass (keys, or the scan with positions)."""
 
     @ops.custom_gradient
     def pool_with_argmax_gradient(features, boxes):
         batch, height, width, channels = shape_list(features)
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
-        if method == "table":
+        dtype = keras.backend.standardize_dtype(features.dtype)
+        keyed = method == "table" and dtype != "float64"
+
+        def key_argmax():
+            lookups = _table_lookups(rois, bins, batch, height, width, bases[1])
+            return _table_pool_with_argmax(features, lookups, bases[1])
+
+        positions = None
+        if training and keyed:
+            pooled, positions = key_argmax()
+            pooled = ops.cast(pooled, features.dtype)
+        elif training:
+            pooled, positions = _pool_scan_masked(features, rois, bins, True)
+        elif method == "table":
             lookups = _table_lookups(rois, bins, batch, height, width, bases[0])
             pooled = _pool_table(features, lookups, bases[0])
         else:
             pooled = _pool_scan_masked(features, rois, bins, False)
 
         def argmax_positions():
-            # Only the backward pass builds the argmax (keys or scan).
-            dtype = keras.backend.standardize_dtype(features.dtype)
-            if method != "table" or dtype == "float64":
-                return _pool_scan_masked(features, rois, bins, True)
-            key_base = bases[1]
-            key_lookups = (
-                lookups
-                if key_base == bases[0]
-                else _table_lookups(rois, bins, batch, height, width, key_base)
-            )
-            return _table_argmax(features, key_lookups, key_base)
+            # Found by the forward pass when training, else only now.
+            if positions is not None:
+                return positions
+            if keyed:
+                return key_argmax()[1]
+            return _pool_scan_masked(features, rois, bins, True)[1]
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -474,21 +506,23 @@ def _roi_pool_flat(features, boxes, output_size, spatial_scale, method, bases):
             # backward). Empty bins and dropped RoIs point one row past
             # the map, which is dropped: no mask over the channels, which
             # XLA would fuse into the scatter and recompute per element.
-            pixel = ops.reshape(argmax_positions(), (-1, channels))
+            # A segment sum over flat ids pixel * C + channel (channels
+            # innermost; int64 when int32 could overflow): 8 % faster
+            # than a scatter at (pixel, channel) index pairs, whose
+            # [K * ph * pw * C, 2] indices XLA builds and copies
+            # (training path at 256 boxes, 2-core CPU).
             rows = batch * height * width + 1
-            pixel = ops.cast(pixel, "int32")
-            channel = ops.broadcast_to(
-                ops.arange(channels, dtype="int32"), ops.shape(pixel)
+            id_dtype = _id_dtype(rows, channels)
+            ids = ops.cast(argmax_positions(), id_dtype) * channels
+            ids = ids + ops.arange(channels, dtype=id_dtype)
+            grad_features = ops.segment_sum(
+                ops.reshape(upstream, (-1,)),
+                ops.reshape(ids, (-1,)),
+                num_segments=rows * channels,
             )
-            # Scatter-add at (pixel, channel) pairs shaped [K*ph*pw, C, 2]:
-            # unlike flat ids, this keeps the channel loop innermost,
-            # which XLA runs about 3x faster.
-            grad_features = ops.scatter(
-                ops.stack([pixel, channel], axis=-1),
-                ops.reshape(upstream, (-1, channels)),
-                (rows, channels),
+            grad_features = ops.reshape(
+                grad_features[: (rows - 1) * channels], ops.shape(features)
             )
-            grad_features = ops.reshape(grad_features[:-1], ops.shape(features))
             return grad_features, ops.zeros_like(boxes)
 
         return _restore_batch(pooled, rois), grad
@@ -502,6 +536,7 @@ def roi_pool(
     output_size: int | Sequence[int],
     spatial_scale: float = 1.0,
     validate: bool = False,
+    training: bool = False,
 ) -> Tensor:
     """Max-pools every box of a feature map to a fixed grid of bins.
 
@@ -538,14 +573,22 @@ def roi_pool(
     when the tables would cost more than scanning (few boxes on a large
     map), it runs a masked running max over the rows then the columns of
     the map (`fori_loop`s over H and W, intermediates [K, ph, W, C]). Both
-    are exact. Only the backward pass finds the argmax positions, so
-    inference pays nothing for them: with the same window tables built
-    over int64 (value, position) keys, whose max is the first maximum
-    (float16 and float32 features), or with the scan (float64 features,
-    or when the scan is the method). The gradient (a custom gradient)
-    scatter-adds each bin's upstream value to its argmax; a bin holding a
-    NaN sends none. Float16 features stay float16; coordinates are
-    float32.
+    are exact. The argmax positions are found with the same window tables
+    built over int64 (value, position) keys, whose max is the first
+    maximum (float16 and float32 features), or with the scan (float64
+    features, or when the scan is the method). With `training=False` only
+    the backward pass finds them, so inference pays nothing for them; with
+    `training=True` the forward pass reads the values and the positions
+    from the key tables at once (or runs the scan with positions), which
+    costs the forward more and saves the backward its second pass over
+    the map: the train step (output and gradient) of 7 x 7 bins on a
+    [2, 50, 50, 256] map takes 28 instead of 35 ms at 64 boxes per image
+    and 49 instead of 63 ms at 256 (XLA, 2-core CPU). Both settings give
+    the same outputs and gradients, except that the sign of a zero
+    maximum may differ (-0.0 and 0.0 tie, as in torchvision). The gradient
+    (a custom gradient) scatter-adds each bin's upstream value to its
+    argmax; a bin holding a NaN sends none. Float16 features stay float16;
+    coordinates are float32.
 
     Args:
         features: float tensor [B, H, W, C].
@@ -557,6 +600,11 @@ def roi_pool(
         validate: bool. If True, check the box values eagerly (NaN,
             x2 < x1, y2 < y1, batch index) and raise `ValueError`; needs
             concrete boxes, so leave it False inside compiled functions.
+        training: bool. True when the output will be differentiated (a
+            train step; `RoIPool` passes its `training` argument): the
+            forward pass then also finds the argmax positions that the
+            gradient needs, faster for the pair and slower for the
+            forward alone. The results are the same either way.
 
     Returns:
         Tensor [B, N, out_h, out_w, C] (or [K, out_h, out_w, C] for flat
@@ -567,7 +615,8 @@ def roi_pool(
             `features` is not rank 4, `boxes` is not [B, N, 4] or [K, 5],
             the batch sizes differ, or (with `validate=True`) a box value is
             invalid.
-        TypeError: if `features` is not floating.
+        TypeError: if `features` is not floating or `training` is not a
+            bool.
 
     Example:
 
@@ -584,7 +633,9 @@ def roi_pool(
         - `torchvision.ops.roi_pool` (pytorch/vision:
           torchvision/csrc/ops/cpu/roi_pool_kernel.cpp)
     """
-    return _roi_pool(features, boxes, output_size, spatial_scale, validate)
+    return _roi_pool(
+        features, boxes, output_size, spatial_scale, validate, training
+    )
 
 
 def _roi_pool(
@@ -593,11 +644,13 @@ def _roi_pool(
     output_size,
     spatial_scale=1.0,
     validate=False,
+    training=False,
     method: str = "auto",
     base: int | None = None,
 ):
     """`roi_pool` with the method ("auto", "table", "scan") and the table
     base (None: the cheapest for the shapes) selectable."""
+    training = validation.check_bool(training, "training")
     output_size = validation.standardize_size(output_size, "output_size")
     spatial_scale = validation.check_positive_float(
         spatial_scale, "spatial_scale"
@@ -630,5 +683,5 @@ def _roi_pool(
             for cost in (_FORWARD_LOOKUP_COST, _LOOKUP_COST)
         )
     return _roi_pool_flat(
-        features, boxes, output_size, spatial_scale, method, bases
+        features, boxes, output_size, spatial_scale, method, bases, training
     )

@@ -5,6 +5,7 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_segattn.layers import RoIPool
 from tests.layers.helpers import roi_layer_inputs
@@ -116,3 +117,26 @@ def test_config_from_json_lists():
     assert layer.output_size == (7, 5)
     assert layer.spatial_scale == 1.0
     assert layer.get_config()["bounding_box_format"] == "xyxy"
+
+
+def test_training_call_gives_the_same_output_and_gradient():
+    # In training the layer asks the op to find the argmax in the forward
+    # pass (`roi_pool(..., training=True)`); the numbers must not change.
+    # Integer features: ties in every bin.
+    inputs = roi_layer_inputs(2)
+    rng = np.random.default_rng(4)
+    features = tf.constant(
+        rng.integers(-2, 3, size=inputs["features"].shape).astype(F32)
+    )
+    layer = RoIPool((3, 2), spatial_scale=1 / 8)
+    results = []
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            out = layer(features, inputs["boxes"], training=training)
+            loss = tf.reduce_sum(out * tf.range(3.0))
+        results.append((out.numpy(), tape.gradient(loss, features).numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    ref = np_roi_pool(features.numpy(), inputs["boxes"], (3, 2), 1 / 8)[0]
+    np.testing.assert_array_equal(results[1][0], ref)

@@ -20,12 +20,22 @@ from tests.testing import check_numeric_gradients
 F32 = np.float32
 # Every exact method: the scan, and window tables of several bases (base 2
 # is the classic sparse table; base 8 on a 6-row map has one level and
-# looks up 6 windows, fewer than the base).
+# looks up 6 windows, fewer than the base); "-train": `training=True`,
+# the argmax found in the forward pass (values decoded from the keys, or
+# the scan with positions).
 METHODS = [
     pytest.param({"method": "scan"}, id="scan"),
     *(
         pytest.param({"method": "table", "base": base}, id=f"table{base}")
         for base in (2, 3, 5, 8)
+    ),
+    pytest.param({"method": "scan", "training": True}, id="scan-train"),
+    *(
+        pytest.param(
+            {"method": "table", "base": base, "training": True},
+            id=f"table{base}-train",
+        )
+        for base in (2, 5)
     ),
 ]
 
@@ -243,9 +253,12 @@ def test_numeric_gradients(method):
     )
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("base", [2, 4])
-def test_table_bin_holding_a_nan_sends_its_gradient_past_it(base, jit_compile):
+def test_table_bin_holding_a_nan_sends_its_gradient_past_it(
+    base, jit_compile, training
+):
     # As in torchvision's kernel, NaN never wins: the bin that holds it
     # sends its gradient to its largest number; the others send theirs to
     # their first argmax, -0.0 and 0.0 tying as in torchvision.
@@ -259,7 +272,9 @@ def test_table_bin_holding_a_nan_sends_its_gradient_past_it(base, jit_compile):
     def gradient(f):
         with tf.GradientTape() as tape:
             tape.watch(f)
-            out = _roi_pool(f, boxes, 2, method="table", base=base)
+            out = _roi_pool(
+                f, boxes, 2, method="table", base=base, training=training
+            )
             loss = tf.reduce_sum(out * tf.constant([1.0, 10.0]))
         return tape.gradient(loss, f)
 
@@ -375,8 +390,9 @@ def test_method_choice():
         )
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("base", [2, 3, 4, 5, 6, 7, 8])
-def test_every_table_base_on_a_larger_map(base):
+def test_every_table_base_on_a_larger_map(base, training):
     # Bins from 1 pixel to the whole map (every table level), boxes far
     # outside it, and integer features for ties: values and gradients.
     rng = np.random.default_rng(6)
@@ -390,7 +406,13 @@ def test_every_table_base_on_a_larger_map(base):
     with tf.GradientTape() as tape:
         tape.watch(features_t)
         out = _roi_pool(
-            features_t, boxes, (3, 4), 1 / 8, method="table", base=base
+            features_t,
+            boxes,
+            (3, 4),
+            1 / 8,
+            method="table",
+            base=base,
+            training=training,
         )
         loss = tf.reduce_sum(out * upstream)
     grad = tape.gradient(loss, features_t).numpy()
@@ -425,6 +447,52 @@ def test_inference_builds_no_position_tables():
             features, boxes
         )(stage="optimized_hlo")
         assert bool(integer_table.search(hlo)) == has_positions
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_training_builds_one_set_of_tables(training):
+    # A train step returns the output and the gradient. With `training`
+    # the forward reads both from the key tables, and no value tables are
+    # built; without it, value tables for the forward, keys for the
+    # backward (the sets are concatenated [rows, 5] tables here).
+    features = np.random.default_rng(7).normal(size=(2, 12, 12, 5))
+    features = tf.constant(features.astype(F32))
+    boxes = tf.constant(tricky_boxes())
+
+    def step(f, b):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            out = roi_pool(f, b, 3, 1 / 8, training=training)
+            loss = tf.reduce_sum(out * out)
+        return out, tape.gradient(loss, f)
+
+    hlo = tf.function(step, jit_compile=True).experimental_get_compiler_ir(
+        features, boxes
+    )(stage="optimized_hlo")
+    keys = re.findall(r"= s64\[\d+,5\]\{1,0\} concatenate", hlo)
+    values = re.findall(r"= f32\[\d+,5\]\{1,0\} concatenate", hlo)
+    assert (len(keys), len(values)) == ((1, 0) if training else (1, 1))
+    out, grad = tf.function(step, jit_compile=True)(features, boxes)
+    ref, _ = np_roi_pool(features.numpy(), tricky_boxes(), (3, 3), 1 / 8)
+    np.testing.assert_array_equal(out.numpy(), ref)
+    np.testing.assert_allclose(
+        grad.numpy(),
+        np_roi_pool_grad(
+            features.numpy(), tricky_boxes(), (3, 3), 1 / 8, 2 * ref
+        ),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("training", [1, "yes", None, np.array([True])])
+def test_training_must_be_a_bool(training):
+    with pytest.raises(TypeError, match="`training`. Expected a bool"):
+        roi_pool(
+            np.zeros((1, 4, 4, 1), F32),
+            np.zeros((1, 1, 4), F32),
+            2,
+            training=training,
+        )
 
 
 def test_static_output_shape_with_unknown_batch():
@@ -464,8 +532,9 @@ def test_integer_features_raise_type_error():
     check_integer_features_raise_type_error(roi_pool)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("method", ["table", "scan"])
-def test_nan_and_minus_inf_never_win_as_in_torchvision(method):
+def test_nan_and_minus_inf_never_win_as_in_torchvision(method, training):
     # Issue 21: NaN features gave NaN eagerly but were skipped under XLA.
     # torchvision's kernel keeps a value only if it beats the running
     # maximum (from -FLT_MAX): NaN and -inf never do.
@@ -477,7 +546,7 @@ def test_nan_and_minus_inf_never_win_as_in_torchvision(method):
     expected = [[[12, 14], [22, 24]], [[lowest, 1], [5, lowest]]]
 
     def pool(f, b):
-        return _roi_pool(f, b, 2, method=method)
+        return _roi_pool(f, b, 2, method=method, training=training)
 
     for fn in (pool, tf.function(pool, jit_compile=True)):
         out = np.asarray(fn(features, boxes))[0, ..., 0]
