@@ -93,17 +93,18 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 #
 # Table (i, j) holds, at (h, w), the max over the window
 # [h, h + s_i) x [w, w + t_j) for every window inside the map, with window
-# heights s_i = m**i up to H (and widths likewise up to W) for a base m.
-# A bin of extent (eh, ew) is covered exactly by m x m (possibly
-# overlapping) windows of the largest level with s_i <= eh, t_j <= ew,
-# placed from its start in steps of one window and clamped to its end; max
-# is idempotent, so m * m gathers give the exact bin max whatever the bin
-# size. Base 2 is the classic sparse table (4 gathers, tables about
-# (log2 H + 1)(log2 W + 1) times the map); a larger base trades more
-# gathers for much smaller tables (base 4: 16 gathers, tables about 7
-# times the map for a 50 x 50 map instead of 24), and `_table_base` picks
-# the cheaper for the static shapes. Tables are grown by columns first,
-# within single rows, then by rows, with plain maxima only.
+# heights s_0 = 1, s_(i+1) = m * s_i + 1 up to H (and widths likewise up
+# to W) for a base m. A bin of extent (eh, ew) is covered exactly by
+# m x m (possibly overlapping) windows of the largest level with
+# s_i <= eh, t_j <= ew (its extent is at most m * s_i), placed from its
+# start in steps of one window and clamped to its end; max is idempotent,
+# so m * m gathers give the exact bin max whatever the bin size. A larger
+# base trades more gathers for smaller tables (on a 50 x 50 map, base 2:
+# 4 gathers, windows 1, 3, 7, 15, 31, tables about 12 times the map;
+# base 4: 16 gathers, windows 1, 5, 21, 6.4 times; base 7: 49 gathers,
+# windows 1 and 8, 3.5 times), and `_table_base` picks the cheaper for
+# the static shapes. Tables are grown by columns first, within single
+# rows, then by rows, with plain maxima only.
 #
 # Gradients go to each bin's argmax with torchvision's tie rule: the first
 # maximum in row-major order. The backward pass finds it with the same
@@ -120,10 +121,12 @@ def _compute_bins(rois: _RoIs, scale, height, width, output_size) -> _Bins:
 
 
 def _window_sizes(size: int, base: int) -> list[int]:
-    """Window lengths 1, base, base**2, ... up to `size`."""
+    """Window lengths 1, base + 1, base * (base + 1) + 1, ... up to
+    `size`: each the longest that `base` windows of the previous length
+    still cover when shorter."""
     sizes = [1]
-    while sizes[-1] * base <= size:
-        sizes.append(sizes[-1] * base)
+    while sizes[-1] * base + 1 <= size:
+        sizes.append(sizes[-1] * base + 1)
     return sizes
 
 
@@ -132,21 +135,26 @@ def _num_lookups(size: int, base: int) -> int:
     return min(base, max(int(size), 1))
 
 
-def _grow(table, axis: int, window: int, base: int):
-    """Window maxima `base` times longer along `axis`, from `base` windows
-    of length `window` placed end to end."""
-    length = table.shape[axis]
-    count = length - (base - 1) * window
+def _grow(table, axis: int, window: int, new_window: int):
+    """Maxima over windows of `new_window` along `axis` from those over
+    `window`: doubled while that fits, then two overlapping windows.
+    (Maxima of `base` shifted slices at once become a slow reduce-window
+    in XLA for bases above 4.)"""
 
-    def part(step):
-        index = [slice(None)] * 4
-        index[axis] = slice(step * window, step * window + count)
-        return table[tuple(index)]
+    def shifted_max(x, shift):
+        length = x.shape[axis]
+        head = [slice(None)] * 4
+        tail = [slice(None)] * 4
+        head[axis] = slice(0, length - shift)
+        tail[axis] = slice(shift, length)
+        return ops.maximum(x[tuple(head)], x[tuple(tail)])
 
-    grown = part(0)
-    for step in range(1, base):
-        grown = ops.maximum(grown, part(step))
-    return grown
+    while 2 * window <= new_window:
+        table = shifted_max(table, window)
+        window *= 2
+    if window < new_window:
+        table = shifted_max(table, new_window - window)
+    return table
 
 
 def _window_tables(x, base: int, empty):
@@ -154,16 +162,18 @@ def _window_tables(x, base: int, empty):
     C], row level major (the order of `_table_lookups`); the last row, the
     empty bin's, is `empty` [1, C]."""
     _, height, width, channels = shape_list(x)
+    sizes_h = _window_sizes(height, base)
+    sizes_w = _window_sizes(width, base)
     columns = [x]
-    for window in _window_sizes(width, base)[:-1]:
-        columns.append(_grow(columns[-1], axis=2, window=window, base=base))
+    for j in range(1, len(sizes_w)):
+        columns.append(_grow(columns[-1], 2, sizes_w[j - 1], sizes_w[j]))
     tables = {}
     for j, level in enumerate(columns):
         tables[0, j] = level
-        for i, window in enumerate(_window_sizes(height, base)[:-1], 1):
-            level = _grow(level, axis=1, window=window, base=base)
+        for i in range(1, len(sizes_h)):
+            level = _grow(level, 1, sizes_h[i - 1], sizes_h[i])
             tables[i, j] = level
-    num_h = len(_window_sizes(height, base))
+    num_h = len(sizes_h)
     order = [tables[i, j] for i in range(num_h) for j in range(len(columns))]
     return ops.concatenate(
         [ops.reshape(t, (-1, channels)) for t in order] + [empty], 0
@@ -220,13 +230,24 @@ def _table_lookups(rois: _RoIs, bins: _Bins, batch, height, width, base):
     return lookups
 
 
+_STACKED_LOOKUPS = 16  # per gather; XLA stops fusing larger ones
+
+
 def _table_max(table, lookups, stacked: bool = False):
     """The max over the looked-up table rows: [K, ph, pw, C]. `stacked`:
-    one gather of every lookup, then a reduction (XLA then copies whole
+    one gather per 16 lookups, then a reduction (XLA then copies whole
     rows instead of fusing element-wise gathers into the consumer, which
-    the backward pass's scatter indices would otherwise recompute)."""
+    the backward pass's scatter indices would otherwise recompute; with
+    more lookups per gather it materialises the gather)."""
     if stacked:
-        return ops.max(ops.take(table, ops.stack(lookups, -1), 0), axis=3)
+        groups = -(-len(lookups) // _STACKED_LOOKUPS)
+        size = -(-len(lookups) // groups)  # groups of even sizes
+        pooled = None
+        for first in range(0, len(lookups), size):
+            group = ops.stack(lookups[first : first + size], -1)
+            group = ops.max(ops.take(table, group, 0), axis=3)
+            pooled = group if pooled is None else ops.maximum(pooled, group)
+        return pooled
     pooled = ops.take(table, lookups[0], 0)
     for index in lookups[1:]:
         pooled = ops.maximum(pooled, ops.take(table, index, 0))
@@ -369,15 +390,18 @@ def _pool_scan(features, rois: _RoIs, bins: _Bins, with_positions):
     return pooled if with_positions else pooled[0]
 
 
-# Relative costs per channel, fitted to times with XLA on CPU (features
-# [2, 50, 50, 256], 7 x 7 bins, 64 and 256 boxes per image): building one
-# table element ~ 1, one step of the scan per element ~ 1, looking up one
-# element ~ 0.1 for the backward's int64 keys and ~ 0.03 for the
-# forward's values (whose table base is chosen on its own: 7 at 64 boxes,
-# 4 at 256, where the backward's keys use 4 at both).
+# Relative costs per image and channel, fitted (least squares over bases
+# 3 to 10) to times with XLA on a 2-core CPU (features [2, 50, 50, 256],
+# 7 x 7 bins, 64 and 256 boxes per image): writing one table element ~ 1,
+# one step of the scan per element ~ 1, and for the int64 keys (the
+# training path) / the values (inference): looking up one element ~ 0.1 /
+# 0.04, each table (i, j) ~ 1.3 / 0.4 per map pixel on top of its size
+# (its passes over the map). This picks base 7 for the keys at 64 boxes
+# (windows 1 and 8, 49 lookups per bin), 4 at 256 (windows 1, 5 and 21,
+# 16 lookups); 7 and 4 for the values.
 _TABLE_BASES = (2, 3, 4, 5, 6, 7, 8)
-_LOOKUP_COST = 0.1
-_FORWARD_LOOKUP_COST = 0.03
+_KEY_COSTS = (0.1, 1.3)  # (per looked-up element, per table and pixel)
+_VALUE_COSTS = (0.04, 0.4)
 _DEFAULT_BOXES_PER_IMAGE = 64  # for the cost model when N is unknown
 
 
@@ -389,11 +413,17 @@ def _table_size(height: int, width: int, base: int) -> int:
 
 
 def _table_cost(
-    height, width, boxes_per_image, output_size, base, lookup_cost=_LOOKUP_COST
+    height, width, boxes_per_image, output_size, base, costs=_KEY_COSTS
 ) -> float:
+    lookup_cost, level_cost = costs
     lookups = _num_lookups(height, base) * _num_lookups(width, base)
     bins = boxes_per_image * output_size[0] * output_size[1]
-    return _table_size(height, width, base) + lookup_cost * bins * lookups
+    tables = len(_window_sizes(height, base)) * len(_window_sizes(width, base))
+    return (
+        _table_size(height, width, base)
+        + lookup_cost * bins * lookups
+        + level_cost * tables * height * width
+    )
 
 
 def _boxes_per_image(features, boxes):
@@ -406,17 +436,13 @@ def _boxes_per_image(features, boxes):
 
 
 def _table_base(
-    height: int,
-    width: int,
-    boxes_per_image,
-    output_size,
-    lookup_cost: float = _LOOKUP_COST,
+    height: int, width: int, boxes_per_image, output_size, costs=_KEY_COSTS
 ) -> int:
     """The table base with the lowest modelled cost."""
     return min(
         _TABLE_BASES,
         key=lambda base: _table_cost(
-            height, width, boxes_per_image, output_size, base, lookup_cost
+            height, width, boxes_per_image, output_size, base, costs
         ),
     )
 
@@ -565,11 +591,11 @@ def roi_pool(
 
     The op is vectorised and compiles under XLA with no Python loop over
     images, boxes or bins. With a static feature size it reads each bin's
-    max from tables of window maxima: windows of 1, m, m**2, ... pixels
-    along each axis, m * m gathers per bin whatever its size, the base m
-    chosen from the shapes (for 7 x 7 bins on a 50 x 50 map: 7 for the
-    forward at 64 boxes, 4 at 256, tables about 4 and 7 times the map;
-    4 for the backward's argmax keys). With an unknown H or W, or
+    max from tables of window maxima: windows of 1, m + 1, m (m + 1) + 1,
+    ... pixels along each axis, m * m gathers per bin whatever its size,
+    the base m chosen from the shapes (for 7 x 7 bins on a 50 x 50 map: 7
+    at 64 boxes per image, tables about 3.5 times the map, and 4 at 256,
+    6.4 times). With an unknown H or W, or
     when the tables would cost more than scanning (few boxes on a large
     map), it runs a masked running max over the rows then the columns of
     the map (`fori_loop`s over H and W, intermediates [K, ph, W, C]). Both
@@ -680,7 +706,7 @@ def _roi_pool(
         per_image = _boxes_per_image(features, boxes)
         bases = tuple(
             _table_base(height, width, per_image, output_size, cost)
-            for cost in (_FORWARD_LOOKUP_COST, _LOOKUP_COST)
+            for cost in (_VALUE_COSTS, _KEY_COSTS)
         )
     return _roi_pool_flat(
         features, boxes, output_size, spatial_scale, method, bases, training

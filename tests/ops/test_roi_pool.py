@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from keras_segattn.ops import roi_pool
+from keras_segattn.ops.roi_pool import _VALUE_COSTS
 from keras_segattn.ops.roi_pool import _choose_method
 from keras_segattn.ops.roi_pool import _roi_pool
+from keras_segattn.ops.roi_pool import _table_base
 from tests.ops.helpers import check_integer_features_raise_type_error
 from tests.ops.helpers import check_invalid_inputs
 from tests.ops.helpers import check_static_output_shape_with_unknown_batch
@@ -363,18 +365,20 @@ def test_method_choice():
     boxes = tf.TensorSpec([None, 64, 4])
     unknown_size = tf.TensorSpec([None, None, 50, 8])
     assert _choose_method(unknown_size, boxes, (7, 7)) == ("scan", None)
-    # The benchmark's shapes: base 4 for 64 and 256 boxes, base 3 (fewer
-    # gathers per bin) from about 280 boxes.
-    assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), boxes, (7, 7)) == (
-        "table",
-        4,
-    )
+    # The benchmark's shapes: base 7 at 64 boxes (windows 1 and 8), 4 at
+    # 256, 3 (fewer gathers per bin) at 1024; for the values, the same.
+    features = tf.TensorSpec([2, 50, 50, 8])
+    assert _choose_method(features, boxes, (7, 7)) == ("table", 7)
     for count, base in ((256, 4), (1024, 3)):
         many = tf.TensorSpec([2, count, 4])
-        assert _choose_method(tf.TensorSpec([2, 50, 50, 8]), many, (7, 7)) == (
-            "table",
-            base,
-        )
+        assert _choose_method(features, many, (7, 7)) == ("table", base)
+    for count, base in ((64, 7), (256, 4)):
+        assert _table_base(50, 50, count, (7, 7), _VALUE_COSTS) == base
+    # A small map (a 128-pixel image at stride 16) keeps the tables.
+    small = tf.TensorSpec([2, 8, 8, 8])
+    assert _choose_method(small, tf.TensorSpec([2, 16, 4]), (7, 7))[0] == (
+        "table"
+    )
     one_box = tf.TensorSpec([2, 1, 4])
     assert _choose_method(tf.TensorSpec([2, 200, 200, 8]), one_box, (7, 7)) == (
         "scan",
