@@ -159,7 +159,7 @@ class FastRCNN(ConstructorConfigMixin, ProposalDetectorBase):
     @staticmethod
     def _region_pool(parts, images, training=None):
         features = parts.backbone(images, training=training)
-        return lambda rois: parts.roi_pooler(features, rois)
+        return lambda rois: parts.roi_pooler(features, rois, training=training)
 
     def _constructor_config(self) -> dict:
         return constructor_config(self, self._arguments)

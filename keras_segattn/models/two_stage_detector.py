@@ -296,7 +296,8 @@ class TwoStageDetector(keras.Model):
         )
         box_losses, samples = box_stage_losses(
             self.roi_sampler,
-            lambda rois: self.roi_pooler(levels, rois),
+            # `training`: RoIPool then finds its argmax in the forward.
+            lambda rois: self.roi_pooler(levels, rois, training=training),
             self.box_head,
             proposals,
             gt_boxes,
@@ -307,7 +308,7 @@ class TwoStageDetector(keras.Model):
         if self.mask_head is not None:
             mask_rois = ops.stop_gradient(samples["mask_rois"])
             mask_logits = self.mask_head(
-                self.mask_roi_pooler(levels, mask_rois)
+                self.mask_roi_pooler(levels, mask_rois, training=training)
             )
             losses[MASK_LOSS_NAME] = mask_rcnn_loss(
                 mask_logits, samples["mask_labels"], samples["mask_targets"]

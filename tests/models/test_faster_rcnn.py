@@ -545,3 +545,29 @@ def test_fpn_user_backbone_and_application_defaults():
         "MobileNet", (FPN_SIZE, FPN_SIZE, 3), backbone_kwargs={"alpha": 0.25}
     )
     assert levels == [3, 4, 5]
+
+
+def test_roi_pool_finds_the_argmax_in_the_forward_only_when_training(
+    monkeypatch,
+):
+    # The loss path (what `fit` differentiates) calls the op with
+    # `training=True`, inference with False: same numbers, faster step.
+    import keras_segattn.layers.roi_pool as roi_pool_layer
+
+    calls = []
+    op = roi_pool_layer.roi_pool_op
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["training"])
+        return op(*args, **kwargs)
+
+    monkeypatch.setattr(roi_pool_layer, "roi_pool_op", spy)
+    model = FasterRCNN(
+        NUM_CLASSES, roi_op="pool", backbone_kwargs=VGG_TINY, **TINY
+    )
+    images, targets = make_scene(2, seed=1)
+    model(images)
+    assert calls == [False]
+    model.compute_detection_losses(images, targets, training=True)
+    model.compute_detection_losses(images, targets, training=False)
+    assert calls == [False, True, False]

@@ -262,3 +262,24 @@ def test_serving_exports_need_the_matching_inputs(rcnn, tmp_path):
         export_proposal_detector_for_serving(faster, tmp_path / "a")
     with pytest.raises(ValueError, match="argument `model`"):
         export_detector_for_serving(rcnn, tmp_path / "b")
+
+
+def test_fast_rcnn_roi_pool_gets_the_training_flag(monkeypatch):
+    # As in Faster R-CNN: the loss path asks RoIPool for its argmax in the
+    # forward pass (`training=True`), inference does not.
+    import keras_segattn.layers.roi_pool as roi_pool_layer
+
+    calls = []
+    op = roi_pool_layer.roi_pool_op
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["training"])
+        return op(*args, **kwargs)
+
+    monkeypatch.setattr(roi_pool_layer, "roi_pool_op", spy)
+    images, targets = tiny_scenes()
+    x = {"images": images, "proposals": gt_proposals(targets)}
+    model = FastRCNN(NUM_CLASSES, roi_op="pool", **TINY)
+    model(x)
+    model.compute_detection_losses(x, targets, training=True)
+    assert calls == [False, True]
