@@ -30,3 +30,19 @@ def check_tiny_preset(preset: str, max_params: int, tmp_path) -> None:
         tmp_path=tmp_path,
         loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=VOID),
     )
+
+
+def spy_on_roi_pool_training(monkeypatch) -> list:
+    """The `training` flags `layers.RoIPool` passes to its op, recorded
+    (in call order) into the returned list while the test runs."""
+    import keras_segattn.layers.roi_pool as roi_pool_layer
+
+    calls = []
+    op = roi_pool_layer.roi_pool_op
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["training"])
+        return op(*args, **kwargs)
+
+    monkeypatch.setattr(roi_pool_layer, "roi_pool_op", spy)
+    return calls

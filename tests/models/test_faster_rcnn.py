@@ -15,6 +15,7 @@ from keras_segattn.layers.detection_postprocessor import DETECTION_KEYS
 from keras_segattn.models.faster_rcnn import LOSS_NAMES
 from keras_segattn.models.faster_rcnn import FasterRCNN
 from keras_segattn.models.faster_rcnn import build_pyramid_backbone
+from tests.models.helpers import spy_on_roi_pool_training
 from tests.ops.detection_references import np_box_iou
 
 NUM_CLASSES = 3
@@ -552,16 +553,7 @@ def test_roi_pool_finds_the_argmax_in_the_forward_only_when_training(
 ):
     # The loss path (what `fit` differentiates) calls the op with
     # `training=True`, inference with False: same numbers, faster step.
-    import keras_segattn.layers.roi_pool as roi_pool_layer
-
-    calls = []
-    op = roi_pool_layer.roi_pool_op
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["training"])
-        return op(*args, **kwargs)
-
-    monkeypatch.setattr(roi_pool_layer, "roi_pool_op", spy)
+    calls = spy_on_roi_pool_training(monkeypatch)
     model = FasterRCNN(
         NUM_CLASSES, roi_op="pool", backbone_kwargs=VGG_TINY, **TINY
     )

@@ -17,6 +17,7 @@ from keras_segattn.models import RCNN
 from keras_segattn.models import FasterRCNN
 from keras_segattn.models import FastRCNN
 from keras_segattn.ops import roi_align
+from tests.models.helpers import spy_on_roi_pool_training
 
 SIZE, NUM_PROPOSALS, NUM_CLASSES = 32, 4, 3
 TINY = {
@@ -267,16 +268,7 @@ def test_serving_exports_need_the_matching_inputs(rcnn, tmp_path):
 def test_fast_rcnn_roi_pool_gets_the_training_flag(monkeypatch):
     # As in Faster R-CNN: the loss path asks RoIPool for its argmax in the
     # forward pass (`training=True`), inference does not.
-    import keras_segattn.layers.roi_pool as roi_pool_layer
-
-    calls = []
-    op = roi_pool_layer.roi_pool_op
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["training"])
-        return op(*args, **kwargs)
-
-    monkeypatch.setattr(roi_pool_layer, "roi_pool_op", spy)
+    calls = spy_on_roi_pool_training(monkeypatch)
     images, targets = tiny_scenes()
     x = {"images": images, "proposals": gt_proposals(targets)}
     model = FastRCNN(NUM_CLASSES, roi_op="pool", **TINY)
