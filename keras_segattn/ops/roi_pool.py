@@ -518,8 +518,15 @@ def _roi_pool_flat(
         dtype = keras.backend.standardize_dtype(features.dtype)
         keyed = method == "table" and dtype != "float64"
 
+        value_lookups = None  # the forward's, reused when the bases agree
+
         def key_argmax():
-            lookups = _table_lookups(rois, bins, batch, height, width, bases[1])
+            if value_lookups is not None and bases[1] == bases[0]:
+                lookups = value_lookups
+            else:
+                lookups = _table_lookups(
+                    rois, bins, batch, height, width, bases[1]
+                )
             return _table_pool_with_argmax(features, lookups, bases[1])
 
         positions = None
@@ -529,8 +536,10 @@ def _roi_pool_flat(
         elif training:
             pooled, positions = _pool_scan_masked(features, rois, bins, True)
         elif method == "table":
-            lookups = _table_lookups(rois, bins, batch, height, width, bases[0])
-            pooled = _pool_table(features, lookups, bases[0])
+            value_lookups = _table_lookups(
+                rois, bins, batch, height, width, bases[0]
+            )
+            pooled = _pool_table(features, value_lookups, bases[0])
         else:
             pooled = _pool_scan_masked(features, rois, bins, False)
 
@@ -626,8 +635,8 @@ def roi_pool(
     costs the forward more and saves the backward its second pass over
     the map: the train step (output and gradient) of 7 x 7 bins on a
     [2, 50, 50, 256] map takes about 16 instead of 27 ms at 64 boxes per
-    image and 44 instead of 54 ms at 256 (XLA, 2-core CPU). Both settings give
-    the same outputs and gradients, except that the sign of a zero
+    image and 44 instead of 54 ms at 256 (XLA, 2-core CPU). Both settings
+    give the same outputs and gradients, except that the sign of a zero
     maximum may differ (-0.0 and 0.0 tie, as in torchvision). The gradient
     (a custom gradient) scatter-adds each bin's upstream value to its
     argmax; a bin holding a NaN sends none. Float16 features stay float16;
