@@ -21,7 +21,7 @@ _SNAP_ULPS = 2.0
 # Below this many (static) channels the bilinear corners are gathered from
 # a neighbourhood table; at and above it (or unknown), from the padded
 # images (measured crossover on a 2-core CPU with XLA, forward + backward).
-_TABLE_MAX_CHANNELS = 16
+_TABLE_MAX_CHANNELS = 8
 
 
 def _dims(x) -> list:
@@ -243,12 +243,55 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
             [0, 1, padded_width, padded_width + 1]
         )
         padded = ops.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        corners = ops.take(ops.reshape(padded, (-1, channels)), index, axis=0)
+        values = _weighted_corners(
+            ops.reshape(padded, (-1, channels)),
+            ops.reshape(index, (-1, 4)),
+            ops.reshape(weights, (-1, 4, 1)),
+        )
+        values = ops.reshape(values, (-1, out_h, out_w, channels))
+        return ops.where(ops.expand_dims(valid, -1), values, 0.0)
     corners = ops.reshape(corners, (-1, out_h, out_w, 4, channels))
     values = ops.sum(corners * weights, axis=-2)
     # Invalid samples read row 0 with zero weights, but 0 * NaN is NaN:
     # select, so they are 0 whatever the image holds.
     return ops.where(ops.expand_dims(valid, -1), values, 0.0)
+
+
+def _weighted_corners(flat, index, weights) -> Tensor:
+    """`sum_k weights[n, k] * flat[index[n, k]]`: [R, C], [N, 4], [N, 4, 1]
+    -> [N, C], with a gradient that gathers the corners again.
+
+    Autodiff would keep the forward's gathered corners ([N, 4, C], four
+    times the output) for the weights' gradient: under XLA the gather is
+    then written to memory once and read by the forward's sum and by the
+    backward, where alone XLA fuses it into each reduction. Gathering
+    again in the backward (a gather of another index shape, which XLA
+    does not merge with the forward's) keeps both fused. Values and
+    gradients are unchanged (the same products summed in the same
+    order). Training path of `grid_sample(affine_grid)` at B16
+    128x128x32 with XLA on a 2-core CPU: 97 -> 77 ms.
+    """
+    rows, channels = ops.shape(flat)[0], ops.shape(flat)[1]
+
+    @ops.custom_gradient
+    def forward(flat, weights):
+        values = ops.sum(ops.take(flat, index, axis=0) * weights, axis=1)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            upstream = ops.expand_dims(upstream, 1)
+            flat_index = ops.reshape(index, (-1,))
+            corners = ops.take(flat, flat_index, axis=0)
+            corners = ops.reshape(corners, (-1, 4, channels))
+            d_weights = ops.sum(corners * upstream, axis=-1, keepdims=True)
+            updates = ops.reshape(weights * upstream, (-1, channels))
+            d_flat = ops.segment_sum(updates, flat_index, num_segments=rows)
+            return d_flat, d_weights
+
+        return values, grad
+
+    return forward(flat, weights)
 
 
 def _nearest(images, ix, iy, dims) -> Tensor:
@@ -325,7 +368,7 @@ def grid_sample(
 
     The op is vectorised (one gather with flat int32 indices, no Python
     loop over the batch or pixels: of a [B * (H + 1) * (W + 1), 4 * C]
-    neighbourhood table for C < 16, of the four corners from the padded
+    neighbourhood table for C < 8, of the four corners from the padded
     images otherwise), compiles under XLA and accepts unknown batch and
     spatial sizes. Coordinates are computed in float32 (float64 for a
     float64 grid); the weights are cast to the images' dtype just before

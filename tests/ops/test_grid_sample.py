@@ -177,7 +177,7 @@ def test_matches_reference_forward_and_gradients(
 
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 def test_many_channels_path_matches_reference(padding_mode):
-    # C >= 16 gathers the corners from the padded images, not the table.
+    # C >= 8 gathers the corners from the padded images, not the table.
     rng = np.random.default_rng(5)
     images = rng.normal(size=(2, 3, 4, 16)).astype("float32")
     grid = rng.uniform(-1.6, 1.6, size=(2, 2, 3, 2)).astype("float32")
@@ -196,6 +196,66 @@ def test_many_channels_path_matches_reference(padding_mode):
         np.asarray(grid_sample(images, identity, padding_mode=padding_mode)),
         images,
     )
+
+
+@pytest.mark.parametrize("unknown_channels", [False, True])
+def test_many_channels_gradient_under_xla_with_unknown_shapes(
+    unknown_channels,
+):
+    # The corner gather's own gradient (the backward gathers the corners
+    # again): the same values and gradients under XLA, with every dimension
+    # unknown or only the batch, and a NaN pixel that reaches only the
+    # samples whose neighbourhood holds it.
+    rng = np.random.default_rng(7)
+    images = rng.normal(size=(2, 5, 6, 8)).astype("float32")
+    images[1, 2, 3, 4] = np.nan
+    grid = rng.uniform(-1.4, 1.4, size=(2, 4, 3, 2)).astype("float32")
+    output_grad = rng.normal(size=(2, 4, 3, 8)).astype("float32")
+    channels = None if unknown_channels else 8
+    spec = [None, None, None, channels] if unknown_channels else [None, 5, 6, 8]
+
+    @tf.function(
+        jit_compile=True,
+        input_signature=[
+            tf.TensorSpec(spec, tf.float32),
+            tf.TensorSpec([None, None, None, 2], tf.float32),
+        ],
+    )
+    def step(x, g):
+        with tf.GradientTape() as tape:
+            tape.watch([x, g])
+            out = grid_sample(x, g)
+            loss = tf.reduce_sum(out * output_grad)
+        return (out, *tape.gradient(loss, [x, g]))
+
+    out, d_images, d_grid = (t.numpy() for t in step(images, grid))
+    ref_out, ref_d_images, ref_d_grid = np_grid_sample(
+        images, grid, output_grad=output_grad
+    )
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(d_images, ref_d_images, atol=1e-5)
+    np.testing.assert_allclose(d_grid, ref_d_grid, atol=1e-4, rtol=1e-4)
+    assert np.isnan(out).any() and not np.isnan(out[0]).any()
+
+
+def test_many_channels_float16_gradients():
+    rng = np.random.default_rng(8)
+    images = rng.normal(size=(2, 4, 5, 8))
+    grid = rng.uniform(-1.2, 1.2, size=(2, 3, 3, 2))
+    output_grad = rng.normal(size=(2, 3, 3, 8))
+    out, d_images, d_grid = _tf_sample_and_grads(
+        images.astype("float16"), grid.astype("float32"), output_grad
+    )
+    assert out.dtype == d_images.dtype == np.float16
+    assert d_grid.dtype == np.float32
+    ref_out, ref_d_images, ref_d_grid = np_grid_sample(
+        images.astype("float16").astype("float64"),
+        grid.astype("float32").astype("float64"),
+        output_grad=output_grad.astype("float16").astype("float64"),
+    )
+    np.testing.assert_allclose(out, ref_out, atol=2e-2)
+    np.testing.assert_allclose(d_images, ref_d_images, atol=2e-2)
+    np.testing.assert_allclose(d_grid, ref_d_grid, atol=5e-2, rtol=2e-2)
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
