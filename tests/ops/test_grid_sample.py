@@ -147,17 +147,18 @@ def _tf_sample_and_grads(images, grid, output_grad, **kwargs):
     return out.numpy(), d_images.numpy(), d_grid.numpy()
 
 
+@pytest.mark.parametrize("channels", [1, 3])  # C = 1: unstacked weights
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 def test_matches_reference_forward_and_gradients(
-    interpolation, padding_mode, align_corners
+    interpolation, padding_mode, align_corners, channels
 ):
     rng = np.random.default_rng(0)
-    images = rng.normal(size=(2, 4, 5, 3)).astype("float32")
+    images = rng.normal(size=(2, 4, 5, channels)).astype("float32")
     # Out of range too, several reflections deep for "reflection".
     grid = rng.uniform(-2.6, 2.6, size=(2, 3, 6, 2)).astype("float32")
-    output_grad = rng.normal(size=(2, 3, 6, 3)).astype("float32")
+    output_grad = rng.normal(size=(2, 3, 6, channels)).astype("float32")
     kwargs = dict(
         interpolation=interpolation,
         padding_mode=padding_mode,
