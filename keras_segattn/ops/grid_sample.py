@@ -21,7 +21,7 @@ _SNAP_ULPS = 2.0
 # Below this many (static) channels the bilinear corners are gathered from
 # a neighbourhood table; at and above it (or unknown), from the padded
 # images (measured crossover on a 2-core CPU with XLA, forward + backward).
-_TABLE_MAX_CHANNELS = 8
+_TABLE_MAX_CHANNELS = 4
 
 
 def _dims(x) -> list:
@@ -132,23 +132,27 @@ def _source_index(coord, size, padding_mode, align_corners, dtype) -> Tensor:
     return ops.where(unusable, float("nan"), coord)
 
 
-def _materialize(ix, iy) -> tuple[Tensor, Tensor]:
-    """`(ix, iy)` unchanged, computed once under XLA.
+def _materialize(*tensors) -> tuple[Tensor, ...]:
+    """`tensors` (of one shape and dtype) unchanged, computed once under XLA.
 
     XLA fuses cheap element-wise producers into every consumer, and
     counts the grid's whole arithmetic as cheap when it starts from a few
     numbers per image (`affine_grid`'s theta): each gather, weight and
-    gradient then recomputed the unnormalised, snapped coordinates. A
-    reduction is never fused into its consumers, so a sum of each
-    coordinate with 0 (`x + 0` equals `x`, NaN and infinities
-    included) stores them once; pairing each with its own zero keeps one
-    evaluation of each coordinate per output. Training path at B64
-    60x60x1 with XLA on CPU: 11.0 -> 3.9 ms (forward 3.0 -> 1.3 ms).
+    gradient then recomputed the unnormalised, snapped coordinates, and
+    each gathered element (4 C per sample) the gather index made from
+    them. A reduction is never fused into its consumers, so a sum of each
+    tensor with 0 (`x + 0` equals `x`, NaN and infinities included)
+    stores them once; pairing each with its own zero keeps one evaluation
+    of each per output. Training path at B64 60x60x1 with XLA on CPU:
+    11.0 -> 3.9 ms for the coordinates (forward 3.0 -> 1.3 ms); storing
+    the index as well: 4.5 -> 4.2 ms (CPU time of the step's kernels
+    4.3 -> 3.0 ms), and at B16 128x128x8 24 -> 17 ms.
     """
-    zero = ops.zeros_like(ix)
-    pairs = ops.stack([ix, zero, iy, zero], axis=-1)
-    pairs = ops.sum(ops.reshape(pairs, (*ops.shape(ix), 2, 2)), axis=-1)
-    return pairs[..., 0], pairs[..., 1]
+    zero = ops.zeros_like(tensors[0])
+    pairs = ops.stack([part for x in tensors for part in (x, zero)], axis=-1)
+    shape = (*ops.shape(tensors[0]), len(tensors), 2)
+    pairs = ops.sum(ops.reshape(pairs, shape), axis=-1)
+    return tuple(pairs[..., k] for k in range(len(tensors)))
 
 
 def _neighbourhood_table(images) -> Tensor:
@@ -227,7 +231,7 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         # neighbourhood table (its one scatter-add is the cheap gradient).
         table_width = ops.cast(width, "int32") + 1
         rows_per_image = (ops.cast(height, "int32") + 1) * table_width
-        index = (
+        (index,) = _materialize(
             _batch_offsets(batch, rows_per_image) + row * table_width + column
         )
         corners = ops.take(_neighbourhood_table(images), index, axis=0)
@@ -237,7 +241,7 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         # images with a [B, h, w, 4] index instead.
         padded_width = ops.cast(width, "int32") + 2
         rows_per_image = (ops.cast(height, "int32") + 2) * padded_width
-        index = (
+        (index,) = _materialize(
             _batch_offsets(batch, rows_per_image) + row * padded_width + column
         )
         index = ops.expand_dims(index, -1) + ops.stack(
@@ -381,7 +385,7 @@ def grid_sample(
 
     The op is vectorised (one gather with flat int32 indices, no Python
     loop over the batch or pixels: of a [B * (H + 1) * (W + 1), 4 * C]
-    neighbourhood table for C < 8, of the four corners from the padded
+    neighbourhood table for C < 4, of the four corners from the padded
     images otherwise), compiles under XLA and accepts unknown batch and
     spatial sizes. Coordinates are computed in float32 (float64 for a
     float64 grid); the weights are cast to the images' dtype just before

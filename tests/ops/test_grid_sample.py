@@ -178,7 +178,7 @@ def test_matches_reference_forward_and_gradients(
 
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 def test_many_channels_path_matches_reference(padding_mode):
-    # C >= 8 gathers the corners from the padded images, not the table.
+    # C >= 4 gathers the corners from the padded images, not the table.
     rng = np.random.default_rng(5)
     images = rng.normal(size=(2, 3, 4, 16)).astype("float32")
     grid = rng.uniform(-1.6, 1.6, size=(2, 2, 3, 2)).astype("float32")
