@@ -199,14 +199,15 @@ def test_many_channels_path_matches_reference(padding_mode):
     )
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("unknown_channels", [False, True])
-def test_many_channels_gradient_under_xla_with_unknown_shapes(
-    unknown_channels,
+def test_many_channels_gradient_in_graphs_with_unknown_shapes(
+    unknown_channels, jit_compile
 ):
     # The corner gather's own gradient (the backward gathers the corners
-    # again): the same values and gradients under XLA, with every dimension
-    # unknown or only the batch, and a NaN pixel that reaches only the
-    # samples whose neighbourhood holds it.
+    # again): the same values and gradients in a graph with and without
+    # XLA, with every dimension unknown or only the batch, and a NaN pixel
+    # that reaches only the samples whose neighbourhood holds it.
     rng = np.random.default_rng(7)
     images = rng.normal(size=(2, 5, 6, 8)).astype("float32")
     images[1, 2, 3, 4] = np.nan
@@ -216,7 +217,7 @@ def test_many_channels_gradient_under_xla_with_unknown_shapes(
     spec = [None, None, None, channels] if unknown_channels else [None, 5, 6, 8]
 
     @tf.function(
-        jit_compile=True,
+        jit_compile=jit_compile,
         input_signature=[
             tf.TensorSpec(spec, tf.float32),
             tf.TensorSpec([None, None, None, 2], tf.float32),
