@@ -332,7 +332,9 @@ def _nearest(images, ix, iy, dims) -> Tensor:
     row = ops.cast(ops.where(valid, y, zero), "int32")
     width_i = ops.cast(width, "int32")
     rows_per_image = ops.cast(height, "int32") * width_i
-    index = _batch_offsets(batch, rows_per_image) + row * width_i + column
+    (index,) = _materialize(
+        _batch_offsets(batch, rows_per_image) + row * width_i + column
+    )
     flat = ops.reshape(images, (-1, channels))
     values = ops.take(flat, index, axis=0)  # [B, h, w, C]
     # A zero-valued term that depends on the grid, so that the grid gets a
