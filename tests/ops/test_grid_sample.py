@@ -240,6 +240,28 @@ def test_many_channels_gradient_in_graphs_with_unknown_shapes(
     assert np.isnan(out).any() and not np.isnan(out[0]).any()
 
 
+@pytest.mark.parametrize("channels", [2, 4])  # the table and corner paths
+def test_second_order_gradients_match_finite_differences(channels):
+    # The corner path's backward is hand-written: its own derivatives
+    # (the gradient's gradient, e.g. for a gradient penalty) must hold.
+    rng = np.random.default_rng(9)
+    grid = tf.constant(rng.uniform(-1.2, 1.2, size=(1, 3, 2, 2)))
+    weights = tf.constant(rng.normal(size=(1, 3, 2, channels)))
+
+    def first_order(images):
+        with tf.GradientTape() as tape:
+            tape.watch([images, grid])
+            out = grid_sample(images, grid)
+            loss = tf.reduce_sum(out * weights) + tf.reduce_sum(out**2)
+        d_images, d_grid = tape.gradient(loss, [images, grid])
+        return tf.concat(
+            [tf.reshape(d_images, [-1]), tf.reshape(d_grid, [-1])], 0
+        )
+
+    images = rng.normal(size=(1, 3, 4, channels))
+    check_numeric_gradients(first_order, [images], delta=1e-4, atol=1e-6)
+
+
 def test_many_channels_float16_gradients():
     rng = np.random.default_rng(8)
     images = rng.normal(size=(2, 4, 5, 8))
