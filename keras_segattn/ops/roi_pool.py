@@ -565,7 +565,14 @@ def _roi_pool_flat(
             # (training path at 256 boxes, 2-core CPU).
             rows = batch * height * width + 1
             id_dtype = _id_dtype(rows, channels)
-            ids = ops.cast(argmax_positions(), id_dtype) * channels
+            # torchvision keeps a value only if it beats -FLT_MAX (here
+            # the dtype's lowest): a bin whose maximum is that value has
+            # no argmax and passes no gradient.
+            lowest = tf.as_dtype(features.dtype).min
+            positions = ops.where(
+                ops.equal(pooled, lowest), rows - 1, argmax_positions()
+            )
+            ids = ops.cast(positions, id_dtype) * channels
             ids = ids + ops.arange(channels, dtype=id_dtype)
             grad_features = ops.segment_sum(
                 ops.reshape(upstream, (-1,)),
@@ -603,7 +610,8 @@ def roi_pool(
     kernel: a bin holding only NaN or -inf gives the dtype's lowest
     finite value, -FLT_MAX in float32; +inf wins like any maximum). The
     gradient of each bin goes to its argmax only (the first maximum in
-    row-major order on ties), as in torchvision.
+    row-major order on ties), as in torchvision; a bin whose maximum is
+    that lowest value has no argmax there and passes no gradient.
 
     Boxes are a padded, static-size batch [B, N, 4] of absolute
     (x1, y1, x2, y2) image pixels; torchvision's flat [K, 5] form

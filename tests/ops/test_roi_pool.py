@@ -84,7 +84,8 @@ def np_roi_pool(features, boxes, output_size, scale=1.0):
                 if h1 <= h0 or w1 <= w0:
                     continue
                 for c in range(channels):
-                    best, best_at = -np.inf, -1
+                    # torchvision's start: -FLT_MAX (the lowest float).
+                    best, best_at = np.finfo(features.dtype).min, -1
                     for h in range(h0, h1):
                         for w in range(w0, w1):
                             if features[b, h, w, c] > best:  # first wins
@@ -555,3 +556,31 @@ def test_nan_and_minus_inf_never_win_as_in_torchvision(method, training):
     for fn in (pool, tf.function(pool, jit_compile=True)):
         out = np.asarray(fn(features, boxes))[0, ..., 0]
         np.testing.assert_array_equal(out, np.float32(expected))
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("method", ["table", "scan"])
+def test_bins_at_the_lowest_value_pass_no_gradient(method, training):
+    # torchvision's argmax is -1 (no gradient) in a bin whose maximum does
+    # not beat -FLT_MAX: only NaN, -inf or -FLT_MAX itself.
+    lowest = np.finfo(np.float32).min
+    features = np.full((1, 3, 3, 2), lowest, "float32")
+    features[0, 0, 0, 0] = -np.inf
+    features[0, 1, 1, 0] = np.nan
+    features[0, 2, 2, 1] = 7.0
+    boxes = np.array([[[0, 0, 2, 2], [0, 0, 1, 1]]], "float32")
+
+    def grads(f, b):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            out = _roi_pool(f, b, 1, method=method, training=training)
+        return out, tape.gradient(out, f)
+
+    expected = np.zeros_like(features)
+    expected[0, 2, 2, 1] = 1.0  # the one bin with a maximum above lowest
+    for fn in (grads, tf.function(grads, jit_compile=True)):
+        out, grad = (np.asarray(t) for t in fn(tf.constant(features), boxes))
+        np.testing.assert_array_equal(
+            out[0, :, 0, 0], [[lowest, 7.0], [lowest, lowest]]
+        )
+        np.testing.assert_array_equal(grad, expected)
