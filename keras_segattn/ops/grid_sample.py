@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_segattn import validation
+from keras_segattn.ops._fusion import materialize
 from keras_segattn.validation import Tensor
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -132,29 +133,6 @@ def _source_index(coord, size, padding_mode, align_corners, dtype) -> Tensor:
     return ops.where(unusable, float("nan"), coord)
 
 
-def _materialize(*tensors) -> tuple[Tensor, ...]:
-    """`tensors` (of one shape and dtype) unchanged, computed once under XLA.
-
-    XLA fuses cheap element-wise producers into every consumer, and
-    counts the grid's whole arithmetic as cheap when it starts from a few
-    numbers per image (`affine_grid`'s theta): each gather, weight and
-    gradient then recomputed the unnormalised, snapped coordinates, and
-    each gathered element (4 C per sample) the gather index made from
-    them. A reduction is never fused into its consumers, so a sum of each
-    tensor with 0 (`x + 0` equals `x`, NaN and infinities included)
-    stores them once; pairing each with its own zero keeps one evaluation
-    of each per output. Training path at B64 60x60x1 with XLA on CPU:
-    11.0 -> 3.9 ms for the coordinates (forward 3.0 -> 1.3 ms); storing
-    the index as well: 4.5 -> 4.2 ms (CPU time of the step's kernels
-    4.3 -> 3.0 ms), and at B16 128x128x8 24 -> 17 ms.
-    """
-    zero = ops.zeros_like(tensors[0])
-    pairs = ops.stack([part for x in tensors for part in (x, zero)], axis=-1)
-    shape = (*ops.shape(tensors[0]), len(tensors), 2)
-    pairs = ops.sum(ops.reshape(pairs, shape), axis=-1)
-    return tuple(pairs[..., k] for k in range(len(tensors)))
-
-
 def _neighbourhood_table(images) -> Tensor:
     """[B, H, W, C] -> [B * (H + 1) * (W + 1), 4 * C].
 
@@ -231,7 +209,7 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         # neighbourhood table (its one scatter-add is the cheap gradient).
         table_width = ops.cast(width, "int32") + 1
         rows_per_image = (ops.cast(height, "int32") + 1) * table_width
-        (index,) = _materialize(
+        (index,) = materialize(
             _batch_offsets(batch, rows_per_image) + row * table_width + column
         )
         corners = ops.take(_neighbourhood_table(images), index, axis=0)
@@ -241,7 +219,7 @@ def _bilinear(images, ix, iy, dims) -> Tensor:
         # images with a [B, h, w, 4] index instead.
         padded_width = ops.cast(width, "int32") + 2
         rows_per_image = (ops.cast(height, "int32") + 2) * padded_width
-        (index,) = _materialize(
+        (index,) = materialize(
             _batch_offsets(batch, rows_per_image) + row * padded_width + column
         )
         index = ops.expand_dims(index, -1) + ops.stack(
@@ -332,7 +310,7 @@ def _nearest(images, ix, iy, dims) -> Tensor:
     row = ops.cast(ops.where(valid, y, zero), "int32")
     width_i = ops.cast(width, "int32")
     rows_per_image = ops.cast(height, "int32") * width_i
-    (index,) = _materialize(
+    (index,) = materialize(
         _batch_offsets(batch, rows_per_image) + row * width_i + column
     )
     flat = ops.reshape(images, (-1, channels))
@@ -452,7 +430,7 @@ def grid_sample(
     height, width = dims[1], dims[2]
     ix = _source_index(grid[..., 0], width, padding_mode, align_corners, dtype)
     iy = _source_index(grid[..., 1], height, padding_mode, align_corners, dtype)
-    ix, iy = _materialize(ix, iy)
+    ix, iy = materialize(ix, iy)
     if interpolation == "nearest":
         return _nearest(images, ix, iy, dims)
     return _bilinear(images, ix, iy, dims)
