@@ -283,13 +283,13 @@ def _pool_table(features, lookups, base: int):
 _POSITION_BITS = 32
 _LOW_MASK = 2**_POSITION_BITS - 1
 _FIRST_KEY = 2**31 - 1  # position 0; position p is keyed _FIRST_KEY - p
-_NAN_ORDER = 2**31 - 1  # above +inf: a bin holding a NaN has a NaN max
 
 
 def _argmax_keys(features):
     """int64 keys [B, H, W, C] whose max is the max value at the lowest
-    position (see the section comment). `tf.bitcast` because `keras.ops`
-    has no bit cast."""
+    position (see the section comment), for features without NaN (`roi_pool`
+    raises NaN and -inf to the lowest finite value first). `tf.bitcast`
+    because `keras.ops` has no bit cast."""
     batch, height, width, channels = shape_list(features)
     values = ops.cast(features, "float32")
     # -0.0 as 0.0 (torchvision's `>` sees them equal).
@@ -299,7 +299,6 @@ def _argmax_keys(features):
     ordered = ops.where(
         ops.less(bits, 0), ops.bitwise_xor(bits, 2**31 - 1), bits
     )
-    ordered = ops.where(ops.isnan(values), _NAN_ORDER, ordered)
     position = ops.reshape(
         ops.arange(batch * height * width, dtype="int64"),
         (batch, height, width, 1),
@@ -314,9 +313,9 @@ def _table_pool_with_argmax(features, lookups, base):
     """Bin maxima [K, ph, pw, C] float32 and image-absolute first-argmax
     positions [K, ph, pw, C] int32, both read from the max key: the value
     from its high bits (-0.0 comes back as 0.0), the position from its
-    low bits, B * H * W (past the map) for empty bins, dropped RoIs and
-    bins holding a NaN. Empty bins and dropped RoIs look up the empty row,
-    whose key decodes to 0.0 and past the map."""
+    low bits, B * H * W (past the map) for empty bins and dropped RoIs:
+    they look up the empty row, whose key decodes to 0.0 and past the
+    map."""
     batch, height, width, channels = shape_list(features)
     past_the_map = batch * height * width
     empty = ops.full((1, channels), _FIRST_KEY - past_the_map, "int64")
@@ -324,7 +323,6 @@ def _table_pool_with_argmax(features, lookups, base):
     keys = _table_max(table, lookups, stacked=True)
     position = ops.cast(_FIRST_KEY - ops.bitwise_and(keys, _LOW_MASK), "int32")
     ordered = ops.cast(ops.right_shift(keys, _POSITION_BITS), "int32")
-    position = ops.where(ops.equal(ordered, _NAN_ORDER), past_the_map, position)
     bits = ops.where(
         ops.less(ordered, 0), ops.bitwise_xor(ordered, 2**31 - 1), ordered
     )
