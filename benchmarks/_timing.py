@@ -5,7 +5,11 @@
 - `torch_rows`: the torch / torchvision reference rows, measured by
   `_torch_roi_worker.py` in a subprocess of the same interpreter on the
   same arrays (TensorFlow and torch crash in one process here);
-- `write_json`: the rows of a run, for `report.py`.
+- `write_json`: the rows of a run, for `report.py`;
+- `set_process_defaults`: the examples' environment settings (Keras on
+  TensorFlow, quiet logs, TensorFlow's pooling CPU allocator; see
+  `examples/_cli.py`), which each script sets before importing TensorFlow,
+  so that the benchmarks time what the examples run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+_EXAMPLES = str(Path(__file__).resolve().parent.parent / "examples")
+if _EXAMPLES not in sys.path:
+    sys.path.append(_EXAMPLES)
+
+from _cli import set_process_defaults  # noqa: E402, F401 (re-exported)
 
 
 def block(result) -> None:

@@ -10,12 +10,12 @@ this run); needs the `onnx` and `litert` extras.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from _timing import set_process_defaults
+
+set_process_defaults()  # before TensorFlow is imported
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

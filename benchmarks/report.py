@@ -11,6 +11,9 @@ Runs, each in a fresh subprocess of this interpreter (run it with
   XLA;
 - `bench_serving.py`: each committed SavedModel's `serving_default`
   latency at batch 1 and 32, without XLA;
+- `bench_roi_ops.py` (RoIPool only) and `bench_grid_sample.py` again,
+  quick, under TensorFlow's default CPU allocator (malloc): the runs above
+  use its pooling allocator, as the examples do (`examples/_cli.py`);
 
 then writes the report (machine, versions, date, load, every table, the
 ratios to the references measured in the same run) and copies its summary
@@ -41,6 +44,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from _timing import set_process_defaults
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BEGIN = "<!-- speed-tables:begin -->"
@@ -55,15 +60,23 @@ SCRIPTS = (
     "bench_train_step.py",
     "bench_serving.py",
 )
+ALLOCATOR = "TF_CPU_ALLOCATOR_USE_BFC"
+MALLOC = {ALLOCATOR: "false"}  # the environment of the "-malloc" runs
+MALLOC_SCRIPTS = ("bench_roi_ops.py", "bench_grid_sample.py")
 GRID_TARGETS = {(64, 60, 60, 1): 1.0, (16, 128, 128, 32): 0.75}
 
 
-def _run(script: str, args: list[str], folder: Path) -> dict:
-    """Runs `script` with `--json`; returns its JSON (raises on failure)."""
-    target = folder / f"{Path(script).stem}.json"
+def _run(
+    script: str, args: list[str], target: Path, env: dict | None = None
+) -> dict:
+    """Runs `script` with `--json target` and `env` added to the
+    environment; returns its JSON (raises on failure)."""
+    env = env or {}
     command = [sys.executable, str(HERE / script), *args, "--json", str(target)]
-    print("$", " ".join(command[1:]), flush=True)
-    done = subprocess.run(command, text=True, capture_output=True)
+    print("$", *(f"{k}={v}" for k, v in env.items()), *command[1:], flush=True)
+    done = subprocess.run(
+        command, text=True, capture_output=True, env={**os.environ, **env}
+    )
     print(done.stdout, flush=True)
     if done.returncode != 0:
         raise RuntimeError(
@@ -308,6 +321,9 @@ def build(results, machine, command) -> tuple[str, str]:
     roi_full, roi_summary = roi_sections(results["roi"])
     grid_full, grid_summary = grid_sections(results["grid"])
     summary = _table(_summary_header(), roi_summary + grid_summary)
+    _, roi_malloc = roi_sections(results["roi_malloc"])
+    _, grid_malloc = grid_sections(results["grid_malloc"])
+    malloc = _table(_summary_header(), roi_malloc + grid_malloc)
     train = train_step_table(results["train"])
     serving = serving_table(results["serving"])
     torch_version = next(
@@ -339,6 +355,11 @@ def build(results, machine, command) -> tuple[str, str]:
             if machine.get("rendered")
             else ""
         )
+    )
+    header.append(
+        f"- TensorFlow's CPU allocator: `{ALLOCATOR}={machine['allocator']}`"
+        " (the examples' and benchmarks' default: TensorFlow's pooling "
+        "allocator; see the last section for TensorFlow's default, malloc)."
     )
     if machine.get("note"):
         header.append(f"- Note: {machine['note']}")
@@ -390,6 +411,16 @@ def build(results, machine, command) -> tuple[str, str]:
         "",
         "## grid_sample, every mode",
         *grid_full,
+        "",
+        "## The ops under TensorFlow's default CPU allocator",
+        "",
+        f"RoIPool and grid_sample again (quick runs) with `{ALLOCATOR}="
+        f"{MALLOC[ALLOCATOR]}`: TensorFlow allocates CPU memory with malloc, "
+        "which maps an XLA call's temporary buffer (one per call, tens of MB "
+        "here) fresh each time, so every call faults its pages in again. "
+        "The reference columns are measured again in the same runs.",
+        "",
+        *malloc,
         "",
     ]
     readme = [
@@ -462,7 +493,10 @@ def main(argv=None) -> int:
         "--reuse",
         nargs="+",
         default=[],
-        choices=[Path(name).stem for name in SCRIPTS],
+        choices=[
+            *(Path(name).stem for name in SCRIPTS),
+            *(Path(name).stem + "-malloc" for name in MALLOC_SCRIPTS),
+        ],
         help="read these benchmarks' JSON from --json-dir (written by an "
         "earlier or concurrent run, read after the others have run) instead "
         "of running them; the header lists when each was written",
@@ -473,6 +507,7 @@ def main(argv=None) -> int:
         help="the command named in the report as the one that made it",
     )
     args = parser.parse_args(argv)
+    set_process_defaults()  # as each benchmark sets it: recorded below
     machine = {
         "date": _utc_now(),
         "cpu": _cpu_model(),
@@ -481,13 +516,42 @@ def main(argv=None) -> int:
         "versions": _versions(),
         "load_start": os.getloadavg()[0],
         "note": args.note,
+        "allocator": os.environ[ALLOCATOR],
     }
     quick = ["--quick"] if args.quick else []
-    runs = {
-        "roi": ("bench_roi_ops.py", quick),
-        "grid": ("bench_grid_sample.py", [*quick, "--no-map-coordinates"]),
-        "train": ("bench_train_step.py", ["--steps", "3" if quick else "5"]),
-        "serving": ("bench_serving.py", ["--repeats", "5" if quick else "10"]),
+    grid_args = ["--no-map-coordinates"]
+    runs = {  # key: (JSON name, script, arguments, environment)
+        "roi": ("bench_roi_ops", "bench_roi_ops.py", quick, None),
+        "grid": (
+            "bench_grid_sample",
+            "bench_grid_sample.py",
+            [*quick, *grid_args],
+            None,
+        ),
+        "train": (
+            "bench_train_step",
+            "bench_train_step.py",
+            ["--steps", "3" if quick else "5"],
+            None,
+        ),
+        "serving": (
+            "bench_serving",
+            "bench_serving.py",
+            ["--repeats", "5" if quick else "10"],
+            None,
+        ),
+        "roi_malloc": (
+            "bench_roi_ops-malloc",
+            "bench_roi_ops.py",
+            ["--quick", "--ops", "roi_pool"],
+            MALLOC,
+        ),
+        "grid_malloc": (
+            "bench_grid_sample-malloc",
+            "bench_grid_sample.py",
+            ["--quick", *grid_args],
+            MALLOC,
+        ),
     }
     if (args.render_only or args.reuse) and args.json_dir is None:
         parser.error("--render-only and --reuse need --json-dir")
@@ -495,12 +559,13 @@ def main(argv=None) -> int:
         folder = args.json_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         results = {}
-        for key, (script, script_args) in runs.items():
-            if not (args.render_only or Path(script).stem in args.reuse):
-                results[key] = _run(script, script_args, folder)
-        for key, (script, _) in runs.items():  # read after the runs
+        for key, (name, script, script_args, env) in runs.items():
+            if not (args.render_only or name in args.reuse):
+                target = folder / f"{name}.json"
+                results[key] = _run(script, script_args, target, env)
+        for key, (name, *_) in runs.items():  # read after the runs
             if key not in results:
-                path = folder / f"{Path(script).stem}.json"
+                path = folder / f"{name}.json"
                 try:
                     results[key] = json.loads(path.read_text())
                 except (OSError, json.JSONDecodeError) as error:
@@ -513,10 +578,8 @@ def main(argv=None) -> int:
             machine["load_end"] = os.getloadavg()[0]
             machine_file.write_text(json.dumps(machine, indent=1))
         machine["written"] = {
-            Path(script).stem: _utc(
-                (folder / f"{Path(script).stem}.json").stat().st_mtime
-            )
-            for script, _ in runs.values()
+            name: _utc((folder / f"{name}.json").stat().st_mtime)
+            for name, *_ in runs.values()
         }
     report, block = build(results, machine, args.command)
     args.output.write_text(report)

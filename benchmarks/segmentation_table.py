@@ -50,15 +50,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 for _folder in (HERE, ROOT / "examples"):  # _timing, report; the examples
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
+
+from _timing import set_process_defaults  # noqa: E402
+
+set_process_defaults()  # before TensorFlow is imported
 
 import keras  # noqa: E402
 from _timing import time_call  # noqa: E402

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 from _cli import ArgumentParser
+from _cli import set_process_defaults
 
 MODELS = ("rcnn", "fast_rcnn", "faster_rcnn")
 TITLES = {
@@ -157,8 +158,7 @@ if __name__ == "__main__":
     # --help and bad flags exit here, before TensorFlow is imported.
     build_parser().parse_args()
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+set_process_defaults()  # before TensorFlow is imported
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -41,13 +41,13 @@ default (13a tokenisation, cased) against the raw English references.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from _cli import ArgumentParser
 from _cli import add_distribution_arguments
+from _cli import set_process_defaults
 
 VOCABULARY_FILE = "vocabularies.json"
 TRAINING_FILE = "training.json"
@@ -219,8 +219,7 @@ if __name__ == "__main__":
     # --help and bad flags exit here, before TensorFlow is imported.
     build_parser().parse_args()
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+set_process_defaults()  # before TensorFlow is imported
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

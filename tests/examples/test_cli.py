@@ -2,7 +2,9 @@
 imported, and documents every flag (with its default)."""
 
 import argparse
+import ast
 import json
+import os
 import subprocess
 import sys
 
@@ -129,3 +131,41 @@ def test_export_cli_documents_every_argument():
 
     for action in build_parser()._actions:
         assert action.help, action.dest
+
+
+def _first_heavy_import(tree) -> int:
+    for index, node in enumerate(tree.body):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        if any(name.split(".")[0] in (*HEAVY, "_common") for name in names):
+            return index
+    raise AssertionError("no TensorFlow import")
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_process_defaults_are_set_before_tensorflow_is_imported(name):
+    # TensorFlow reads its CPU allocator setting once, when it starts.
+    tree = ast.parse((ROOT / "examples" / f"{name}.py").read_text())
+    calls = [
+        index
+        for index, node in enumerate(tree.body)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and getattr(node.value.func, "id", None) == "set_process_defaults"
+    ]
+    assert calls and calls[0] < _first_heavy_import(tree), name
+
+
+def test_process_defaults_keep_what_the_environment_sets(monkeypatch):
+    sys.path.insert(0, str(ROOT / "examples"))
+    import _cli
+
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    _cli.set_process_defaults()
+    assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "true"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
