@@ -313,12 +313,10 @@ def _table_pool_with_argmax(features, lookups, base):
     """Bin maxima [K, ph, pw, C] float32 and image-absolute first-argmax
     positions [K, ph, pw, C] int32, both read from the max key: the value
     from its high bits (-0.0 comes back as 0.0), the position from its
-    low bits, B * H * W (past the map) for empty bins and dropped RoIs:
-    they look up the empty row, whose key decodes to 0.0 and past the
-    map."""
-    batch, height, width, channels = shape_list(features)
-    past_the_map = batch * height * width
-    empty = ops.full((1, channels), _FIRST_KEY - past_the_map, "int64")
+    low bits, -1 (none) for empty bins and dropped RoIs: they look up the
+    empty row, whose key decodes to 0.0 and -1."""
+    channels = shape_list(features)[3]
+    empty = ops.full((1, channels), _FIRST_KEY + 1, "int64")
     table = _window_tables(_argmax_keys(features), base, empty)
     keys = _table_max(table, lookups, stacked=True)
     position = ops.cast(_FIRST_KEY - ops.bitwise_and(keys, _LOW_MASK), "int32")
@@ -479,8 +477,8 @@ def _choose_method(features, boxes, output_size) -> tuple[str, int | None]:
 def _pool_scan_masked(features, rois: _RoIs, bins: _Bins, with_positions):
     """`_pool_scan` in `_pool_table`'s conventions: the values, or (values,
     positions) `with_positions`; empty bins and dropped RoIs give 0,
-    positions are image-absolute and B * H * W when empty."""
-    batch, height, width, _ = shape_list(features)
+    positions are image-absolute and -1 when empty."""
+    _, height, width, _ = shape_list(features)
     nonempty = ops.expand_dims(bins.nonempty, -1)
     pooled = _pool_scan(features, rois, bins, with_positions)
     values = pooled[0] if with_positions else pooled
@@ -488,9 +486,7 @@ def _pool_scan_masked(features, rois: _RoIs, bins: _Bins, with_positions):
     if not with_positions:
         return values
     image = ops.reshape(rois.batch_index, (-1, 1, 1, 1))
-    positions = ops.where(
-        nonempty, image * (height * width) + pooled[1], batch * height * width
-    )
+    positions = ops.where(nonempty, image * (height * width) + pooled[1], -1)
     return values, positions
 
 
@@ -511,6 +507,19 @@ def _roi_pool_flat(
 
     @ops.custom_gradient
     def pool_with_argmax_gradient(features, boxes):
+        # torchvision's kernel starts each bin at -FLT_MAX and takes a
+        # value only if it is larger, so NaN and -inf never win and a bin
+        # holding nothing else gives -FLT_MAX. Raising them to the lowest
+        # finite value gives exactly that, the same eagerly and under XLA
+        # (whose max reductions treat NaN differently). No gradient
+        # reaches them: a bin whose argmax they could be has that lowest
+        # maximum and passes none (`grad`), so the gradient needs no mask
+        # of them (outside this function, the raise's gradient was one
+        # more pass over the map).
+        lowest = tf.as_dtype(features.dtype).min
+        features = ops.where(
+            ops.greater_equal(features, lowest), features, lowest
+        )
         batch, height, width, channels = shape_list(features)
         rois = _prepare_rois(boxes, batch)
         bins = _compute_bins(rois, spatial_scale, height, width, output_size)
@@ -554,22 +563,22 @@ def _roi_pool_flat(
             if upstream is None:
                 (upstream,) = args
             # Each bin's gradient goes to its argmax (torchvision's
-            # backward). Empty bins and dropped RoIs point one row past
-            # the map, which is dropped: no mask over the channels, which
-            # XLA would fuse into the scatter and recompute per element.
+            # backward). Empty bins and dropped RoIs have position -1,
+            # whose negative ids the segment sum drops: no mask over the
+            # channels, which XLA would fuse into the scatter and
+            # recompute per element, and no dump row to slice off after.
             # A segment sum over flat ids pixel * C + channel (channels
             # innermost; int64 when int32 could overflow): 8 % faster
             # than a scatter at (pixel, channel) index pairs, whose
             # [K * ph * pw * C, 2] indices XLA builds and copies
             # (training path at 256 boxes, 2-core CPU).
-            rows = batch * height * width + 1
+            rows = batch * height * width
             id_dtype = _id_dtype(rows, channels)
             # torchvision keeps a value only if it beats -FLT_MAX (here
             # the dtype's lowest): a bin whose maximum is that value has
             # no argmax and passes no gradient.
-            lowest = tf.as_dtype(features.dtype).min
             positions = ops.where(
-                ops.equal(pooled, lowest), rows - 1, argmax_positions()
+                ops.equal(pooled, lowest), -1, argmax_positions()
             )
             ids = ops.cast(positions, id_dtype) * channels
             ids = ids + ops.arange(channels, dtype=id_dtype)
@@ -578,9 +587,7 @@ def _roi_pool_flat(
                 ops.reshape(ids, (-1,)),
                 num_segments=rows * channels,
             )
-            grad_features = ops.reshape(
-                grad_features[: (rows - 1) * channels], ops.shape(features)
-            )
+            grad_features = ops.reshape(grad_features, ops.shape(features))
             return grad_features, ops.zeros_like(boxes)
 
         return _restore_batch(pooled, rois), grad
@@ -718,13 +725,6 @@ def _roi_pool(
     if base is not None:
         validation.check_one_of(base, _TABLE_BASES, "base")
     features = _prepare_features(features)
-    # torchvision's kernel starts each bin at -FLT_MAX and takes a value
-    # only if it is larger, so NaN and -inf never win and a bin holding
-    # nothing else gives -FLT_MAX. Raising them to the lowest finite value
-    # gives exactly that, the same eagerly and under XLA (whose max
-    # reductions treat NaN differently), with no gradient to them.
-    lowest = tf.as_dtype(features.dtype).min
-    features = ops.where(ops.greater_equal(features, lowest), features, lowest)
     boxes = _prepare_boxes(boxes, features, validate)
     if method == "table" and None in features.shape[1:3]:
         raise ValueError(
