@@ -434,7 +434,10 @@ def build(results, machine, command) -> tuple[str, str]:
             > machine["cores"]
             else ""
         )
-        + "). Ratios: our XLA time over the reference's, same run.",
+        + "). Ratios: our XLA time over the reference's, same run. "
+        f"TensorFlow ran with `{ALLOCATOR}={machine['allocator']}`, as the "
+        "examples do (see *Training on CPUs*; the report also times the ops "
+        "under TensorFlow's default, malloc).",
         "",
         *summary,
         "",

@@ -31,7 +31,7 @@ STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 #   for RoIPool's training path at 64 boxes per image), which malloc maps
 #   fresh, so every call faults all its pages in again; the pool keeps
 #   them. On the 2-core CPU VM of benchmarks/REPORT.md: that RoIPool step
-#   52 -> 21 ms, grid_sample at B16 128x128x32 149 -> 37 ms, the FCN-8s
+#   64 -> 18 ms, grid_sample at B16 128x128x32 151 -> 43 ms, the FCN-8s
 #   XLA train step ~25 % faster; no effect on GPU memory.
 PROCESS_DEFAULTS = {
     "KERAS_BACKEND": "tensorflow",
