@@ -66,6 +66,12 @@ MALLOC_SCRIPTS = ("bench_roi_ops.py", "bench_grid_sample.py")
 GRID_TARGETS = {(64, 60, 60, 1): 1.0, (16, 128, 128, 32): 0.75}
 
 
+def _json_name(script: str, env: dict | None = None) -> str:
+    """The stem of a run's JSON in --json-dir: the script's, "-malloc"
+    added for the runs under malloc."""
+    return Path(script).stem + ("-malloc" if env == MALLOC else "")
+
+
 def _run(
     script: str, args: list[str], target: Path, env: dict | None = None
 ) -> dict:
@@ -497,8 +503,8 @@ def main(argv=None) -> int:
         nargs="+",
         default=[],
         choices=[
-            *(Path(name).stem for name in SCRIPTS),
-            *(Path(name).stem + "-malloc" for name in MALLOC_SCRIPTS),
+            *(_json_name(script) for script in SCRIPTS),
+            *(_json_name(script, MALLOC) for script in MALLOC_SCRIPTS),
         ],
         help="read these benchmarks' JSON from --json-dir (written by an "
         "earlier or concurrent run, read after the others have run) instead "
@@ -523,38 +529,32 @@ def main(argv=None) -> int:
     }
     quick = ["--quick"] if args.quick else []
     grid_args = ["--no-map-coordinates"]
-    runs = {  # key: (JSON name, script, arguments, environment)
-        "roi": ("bench_roi_ops", "bench_roi_ops.py", quick, None),
-        "grid": (
-            "bench_grid_sample",
-            "bench_grid_sample.py",
-            [*quick, *grid_args],
-            None,
-        ),
+    runs = {  # key: (script, arguments, environment)
+        "roi": ("bench_roi_ops.py", quick, None),
+        "grid": ("bench_grid_sample.py", [*quick, *grid_args], None),
         "train": (
-            "bench_train_step",
             "bench_train_step.py",
             ["--steps", "3" if quick else "5"],
             None,
         ),
         "serving": (
-            "bench_serving",
             "bench_serving.py",
             ["--repeats", "5" if quick else "10"],
             None,
         ),
         "roi_malloc": (
-            "bench_roi_ops-malloc",
             "bench_roi_ops.py",
             ["--quick", "--ops", "roi_pool"],
             MALLOC,
         ),
         "grid_malloc": (
-            "bench_grid_sample-malloc",
             "bench_grid_sample.py",
             ["--quick", *grid_args],
             MALLOC,
         ),
+    }
+    names = {
+        key: _json_name(script, env) for key, (script, _, env) in runs.items()
     }
     if (args.render_only or args.reuse) and args.json_dir is None:
         parser.error("--render-only and --reuse need --json-dir")
@@ -562,11 +562,11 @@ def main(argv=None) -> int:
         folder = args.json_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         results = {}
-        for key, (name, script, script_args, env) in runs.items():
-            if not (args.render_only or name in args.reuse):
-                target = folder / f"{name}.json"
+        for key, (script, script_args, env) in runs.items():
+            if not (args.render_only or names[key] in args.reuse):
+                target = folder / f"{names[key]}.json"
                 results[key] = _run(script, script_args, target, env)
-        for key, (name, *_) in runs.items():  # read after the runs
+        for key, name in names.items():  # read after the runs
             if key not in results:
                 path = folder / f"{name}.json"
                 try:
@@ -582,7 +582,7 @@ def main(argv=None) -> int:
             machine_file.write_text(json.dumps(machine, indent=1))
         machine["written"] = {
             name: _utc((folder / f"{name}.json").stat().st_mtime)
-            for name, *_ in runs.values()
+            for name in names.values()
         }
     report, block = build(results, machine, args.command)
     args.output.write_text(report)
